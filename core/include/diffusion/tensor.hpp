@@ -1,0 +1,37 @@
+#pragma once
+// Tensors: xtensor float32 arrays, row-major, batch first ((N, D) points, (N, C, H, W) images).
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+namespace diffusion {
+
+/// The toolkit's array type: dynamic-rank, row-major float32.
+using Tensor = xt::xarray<float, xt::layout_type::row_major>;
+/// A tensor shape, outermost dimension first.
+using Shape = std::vector<std::size_t>;
+
+/// Every error the toolkit raises on bad input or misuse.
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// The shape of a tensor as a Shape.
+Shape shape_of(const Tensor& t);
+/// "(256, 2)": shapes in messages.
+std::string shape_str(const Shape& s);
+inline std::string shape_str(const Tensor& t) { return shape_str(shape_of(t)); }
+/// Number of elements of a shape (1 for a scalar's empty shape).
+std::size_t numel(const Shape& s);
+
+/// A tensor of the given shape filled with one value.
+Tensor full(const Shape& s, float value);
+inline Tensor zeros(const Shape& s) { return full(s, 0.0f); }
+inline Tensor ones(const Shape& s) { return full(s, 1.0f); }
+/// A 0-d tensor holding one value.
+Tensor scalar(float value);
+
+}  // namespace diffusion
