@@ -6,7 +6,10 @@ function(diffusion_add_plugin name)
   set_target_properties(${name} PROPERTIES PREFIX "lib" CXX_VISIBILITY_PRESET hidden)
   if(DEFINED DIFFUSION_PLUGIN_BUILD_DIR)
     # In-tree: next to runexp's default plugin folder, and installed with the toolkit.
-    set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${DIFFUSION_PLUGIN_BUILD_DIR})
+    # Installed into <libdir>/diffusion/plugins: find libdiffusion_core two folders up even when
+    # loaded by a program other than runexp.
+    set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${DIFFUSION_PLUGIN_BUILD_DIR}
+                                             INSTALL_RPATH "$ORIGIN/../..")
     install(TARGETS ${name} LIBRARY DESTINATION ${DIFFUSION_PLUGIN_INSTALL_DIR})
   endif()
 endfunction()

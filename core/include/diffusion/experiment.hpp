@@ -1,0 +1,65 @@
+#pragma once
+// An experiment: the components a YAML file names, composed through the registries, and the
+// settings of training, sampling and evaluation. compose_experiment() reads and checks the
+// whole file before anything runs, so a typo fails in a second, not after training.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "diffusion/components.hpp"
+#include "diffusion/config.hpp"
+#include "diffusion/optim.hpp"
+#include "diffusion/registries.hpp"
+
+namespace diffusion {
+
+/// One entry of `sampler:` / `samplers:`.
+struct SamplerSpec {
+  std::string name;                  ///< results group /samples/<name> (default: its type)
+  std::string type;                  ///< registry name of the sampler
+  std::shared_ptr<Sampler> sampler;
+  std::size_t n = 2000;              ///< number of samples
+  std::size_t trajectory = 0;        ///< frames of the trajectory to keep (0: none)
+  bool use_ema = true;               ///< sample with the EMA weights when training kept them
+};
+
+/// One entry of `metrics:`.
+struct MetricSpec {
+  std::string name;
+  std::shared_ptr<Metric> metric;
+};
+
+/// The `train:` section.
+struct TrainSettings {
+  std::int64_t steps = 1000;
+  std::int64_t batch_size = 256;
+  std::int64_t log_every = 100;      ///< rows of /train/loss: the mean loss of each window
+  double ema_decay = 0.0;            ///< 0: no EMA
+  double grad_clip = 0.0;            ///< max global gradient norm; 0: no clipping
+  bool normalize = true;             ///< standardise data per coordinate for training
+  std::int64_t normalize_samples = 20000;
+  LrSchedule schedule;
+};
+
+struct Experiment {
+  Config config;
+  std::string name;
+  std::uint64_t seed = 0;
+  std::shared_ptr<Dataset> dataset;
+  std::shared_ptr<Network> network;
+  std::shared_ptr<Network> ema_network;  ///< null without EMA
+  std::shared_ptr<Sde> sde;
+  std::shared_ptr<Loss> loss;
+  std::unique_ptr<Optimizer> optimizer;
+  TrainSettings train;
+  std::vector<SamplerSpec> samplers;
+  std::vector<MetricSpec> metrics;
+  std::size_t reference_n = 0;            ///< reference samples for the metrics
+};
+
+/// Build every component named by the config (plugins must be loaded already) and check the
+/// whole document, unknown keys included. Throws ConfigError on any bad input.
+Experiment compose_experiment(const Config& config, Registries& regs = registries());
+
+}  // namespace diffusion

@@ -1,0 +1,240 @@
+// The graph machinery: Var handles, gradient accumulation, iterative backward, no-grad scope.
+// The ops themselves live in ops_*.cpp.
+#include "diffusion/autodiff.hpp"
+
+#include <algorithm>
+#include <unordered_set>
+
+namespace diffusion {
+namespace {
+thread_local bool g_grad_enabled = true;
+}  // namespace
+
+bool grad_enabled() { return g_grad_enabled; }
+
+NoGradScope::NoGradScope() : previous_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradScope::~NoGradScope() { g_grad_enabled = previous_; }
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  const std::size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (std::size_t i = 0; i < rank; ++i) {
+    const std::size_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    const std::size_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1)
+      throw Error(std::string(op) + ": shapes " + shape_str(a) + " and " + shape_str(b) +
+                  " cannot be broadcast together");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+Tensor sum_to(const Tensor& g, const Shape& shape) {
+  const Shape gs = shape_of(g);
+  if (gs == shape) return g;
+  if (numel(shape) == numel(gs) && shape.size() != gs.size()) {
+    // Same elements, only leading 1s differ: a reshape suffices.
+    Tensor r = g;
+    r.reshape(shape);
+    return r;
+  }
+  if (gs.size() < shape.size())
+    throw Error("sum_to: gradient of shape " + shape_str(gs) + " cannot be reduced to " +
+                shape_str(shape));
+  // View g as (outer..., inner) blocks: for each output element, add every g element whose
+  // index maps to it. Index arithmetic over the aligned rank keeps this one pass.
+  const std::size_t rank = gs.size();
+  const std::size_t offset = rank - shape.size();
+  Shape target(rank, 1);
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    target[offset + i] = shape[i];
+    if (shape[i] != 1 && shape[i] != gs[offset + i])
+      throw Error("sum_to: gradient of shape " + shape_str(gs) + " cannot be reduced to " +
+                  shape_str(shape));
+  }
+  // Strides of the target (row-major), zero on reduced dimensions.
+  std::vector<std::size_t> tstride(rank, 0);
+  std::size_t s = 1;
+  for (std::size_t i = rank; i-- > 0;) {
+    tstride[i] = target[i] == 1 ? 0 : s;
+    s *= target[i];
+  }
+  Tensor out = zeros(shape);
+  float* o = out.data();
+  const float* p = g.data();
+  const std::size_t inner = gs[rank - 1];
+  const bool inner_kept = target[rank - 1] != 1;
+  std::vector<std::size_t> idx(rank, 0);
+  const std::size_t n_rows = numel(gs) / std::max<std::size_t>(inner, 1);
+  for (std::size_t row = 0; row < n_rows; ++row) {
+    std::size_t base = 0;
+    for (std::size_t d = 0; d + 1 < rank; ++d) base += idx[d] * tstride[d];
+    const float* src = p + row * inner;
+    if (inner_kept) {
+      for (std::size_t j = 0; j < inner; ++j) o[base + j] += src[j];
+    } else {
+      float acc = 0.0f;
+      for (std::size_t j = 0; j < inner; ++j) acc += src[j];
+      o[base] += acc;
+    }
+    for (std::size_t d = rank - 1; d-- > 0;) {  // increment the row multi-index
+      if (++idx[d] < gs[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+void accumulate_grad(Node& n, const Tensor& g) {
+  const Shape ns = shape_of(n.value);
+  if (!n.has_grad) {
+    n.grad = sum_to(g, ns);
+    n.has_grad = true;
+    return;
+  }
+  if (shape_of(g) == ns) {
+    float* dst = n.grad.data();
+    const float* src = g.data();
+    for (std::size_t i = 0, e = n.grad.size(); i < e; ++i) dst[i] += src[i];
+  } else {
+    const Tensor r = sum_to(g, ns);
+    float* dst = n.grad.data();
+    const float* src = r.data();
+    for (std::size_t i = 0, e = n.grad.size(); i < e; ++i) dst[i] += src[i];
+  }
+}
+
+Var::Var(Tensor value, bool requires_grad) : node_(std::make_shared<Node>()) {
+  node_->value = std::move(value);
+  node_->requires_grad = requires_grad;
+}
+
+namespace {
+Node& checked(const std::shared_ptr<Node>& n) {
+  if (!n) throw Error("Var: use of an undefined Var");
+  return *n;
+}
+}  // namespace
+
+const Tensor& Var::value() const { return checked(node_).value; }
+Tensor& Var::value() { return checked(node_).value; }
+
+const Tensor& Var::grad() const {
+  Node& n = checked(node_);
+  if (!n.has_grad) {
+    n.grad = zeros(shape_of(n.value));
+    n.has_grad = true;
+  }
+  return n.grad;
+}
+Tensor& Var::grad() {
+  const Var& self = *this;
+  self.grad();
+  return node_->grad;
+}
+
+bool Var::has_grad() const { return checked(node_).has_grad; }
+bool Var::requires_grad() const { return checked(node_).requires_grad; }
+void Var::set_requires_grad(bool r) { checked(node_).requires_grad = r; }
+Shape Var::shape() const { return shape_of(value()); }
+std::size_t Var::dim() const { return value().dimension(); }
+std::size_t Var::size() const { return value().size(); }
+const char* Var::op() const { return checked(node_).op; }
+
+float Var::item() const {
+  const Tensor& v = value();
+  if (v.size() != 1) throw Error("Var::item: expected one element, got shape " + shape_str(v));
+  return *v.data();
+}
+
+void Var::zero_grad() {
+  Node& n = checked(node_);
+  n.grad = Tensor();
+  n.has_grad = false;
+}
+
+Var Var::detach() const { return Var(Tensor(value()), false); }
+
+void Var::backward() const {
+  if (size() != 1)
+    throw Error(std::string("backward: implicit seed needs a one-element result, got shape ") +
+                shape_str(shape()) + " from " + op());
+  backward(ones(shape()));
+}
+
+void Var::backward(const Tensor& seed) const {
+  Node& root = checked(node_);
+  if (shape_of(seed) != shape_of(root.value))
+    throw Error("backward: seed shape " + shape_str(seed) + " differs from value shape " +
+                shape_str(root.value));
+  if (!root.requires_grad)
+    throw Error(std::string("backward: result of ") + root.op +
+                " does not require grad (no parameter in its graph, or built under NoGradScope)");
+  // Iterative post-order DFS gives a topological order without recursion.
+  std::vector<Node*> order;
+  std::unordered_set<Node*> visited;
+  std::vector<std::pair<Node*, std::size_t>> stack{{&root, 0}};
+  visited.insert(&root);
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->inputs.size()) {
+      Node* child = node->inputs[next++].get();
+      if (child && child->requires_grad && visited.insert(child).second) stack.push_back({child, 0});
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+  accumulate_grad(root, seed);
+  // Reverse post-order: every node's consumers have run before the node itself.
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node* n = *it;
+    if (n->backward && n->has_grad) n->backward(*n);
+  }
+}
+
+namespace {
+// Deleter for op nodes. Freeing a node frees its inputs, which free theirs...: a plain
+// shared_ptr release recurses once per node and overflows the stack on long chains
+// (~300000 ops with an 8 MiB stack). Here the outermost release drains a work list instead,
+// and nested releases (from inputs or from objects a backward closure holds) only append to it.
+void release_node(Node* n) {
+  thread_local std::vector<std::shared_ptr<Node>>* pending = nullptr;
+  if (pending) {
+    for (auto& in : n->inputs) pending->push_back(std::move(in));
+    delete n;
+    return;
+  }
+  std::vector<std::shared_ptr<Node>> work;
+  pending = &work;
+  for (auto& in : n->inputs) work.push_back(std::move(in));
+  delete n;
+  while (!work.empty()) {
+    std::shared_ptr<Node> last = std::move(work.back());
+    work.pop_back();
+    last.reset();  // may re-enter release_node, which appends to work
+  }
+  pending = nullptr;
+}
+}  // namespace
+
+Var make_result(Tensor value, const char* op, std::vector<Var> inputs,
+                std::function<void(Node& self)> backward) {
+  std::shared_ptr<Node> node(new Node(), release_node);
+  node->value = std::move(value);
+  node->op = op;
+  if (grad_enabled()) {
+    bool any = false;
+    for (const auto& in : inputs) any = any || (in.defined() && in.requires_grad());
+    if (any) {
+      node->requires_grad = true;
+      node->inputs.reserve(inputs.size());
+      // Positions are kept (undefined inputs stay null) so backward can index them.
+      for (auto& in : inputs) node->inputs.push_back(in.defined() ? in.node() : nullptr);
+      node->backward = std::move(backward);
+    }
+  }
+  return Var(std::move(node));
+}
+
+}  // namespace diffusion

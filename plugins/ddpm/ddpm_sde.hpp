@@ -1,0 +1,36 @@
+#pragma once
+#include <vector>
+
+#include <diffusion/components.hpp>
+#include <diffusion/config.hpp>
+
+namespace diffusion::ddpm {
+
+/// The discrete-time VP process of DDPM: q(x_t | x0) = N(sqrt(abar_t) x0, (1 - abar_t) I),
+/// abar_t = prod_{s<=t} (1 - beta_s), t = 0..T-1 (0-based, as the network's time input).
+class DdpmSde : public Sde {
+ public:
+  /// Betas from a linear schedule (Ho et al. 2020) or the cosine schedule of Nichol &
+  /// Dhariwal 2021, eq. 17 (offset s = 0.008, betas clipped at max_beta).
+  DdpmSde(std::vector<double> betas);
+  static std::vector<double> linear_betas(std::size_t T, double beta_start, double beta_end);
+  static std::vector<double> cosine_betas(std::size_t T, double s = 0.008, double max_beta = 0.999);
+
+  double alpha(double t) const override;
+  double sigma(double t) const override;
+  double drift_coef(double t) const override;
+  double diffusion(double t) const override;
+  double t_min() const override { return 0.0; }
+  double t_max() const override { return static_cast<double>(betas_.size() - 1); }
+  std::size_t num_steps() const override { return betas_.size(); }
+  Tensor sample_times(std::size_t n, Rng& rng) const override;
+  /// linspace(T-1, 0, steps) truncated to integers, as DDIM's "linear" skip.
+  std::vector<double> time_grid(std::size_t steps) const override;
+  const std::vector<double>& alpha_bar() const { return alpha_bar_; }
+
+ private:
+  double alpha_bar_at(double t) const;
+  std::vector<double> betas_, alpha_bar_;
+};
+
+}  // namespace diffusion::ddpm

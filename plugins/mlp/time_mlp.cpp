@@ -1,0 +1,91 @@
+// A time-conditioned MLP: the time embedding (sinusoidal, as the Transformer's positional
+// encoding used by DDPM, or Gaussian Fourier features, as in Song et al. 2021) is concatenated
+// to the input, or projected and added to the first hidden layer. An optional learned class
+// embedding enters the same way.
+#include <diffusion/nn.hpp>
+#include <diffusion/plugin.hpp>
+
+namespace diffusion::mlp {
+namespace {
+
+class TimeMlp : public Network {
+ public:
+  TimeMlp(const ConfigNode& c, const BuildContext& ctx) {
+    if (ctx.data_shape.size() != 1) c.error("mlp takes points (N, D); the data set gives samples of shape " + shape_str(ctx.data_shape));
+    Rng& rng = *ctx.rng;
+    dim_ = ctx.data_shape[0];
+    const auto hidden = c.get_int_list("hidden", {128, 128, 128}, 1, 1 << 20);
+    const Activation act = parse_activation(c.get_choice("activation", "silu", {"relu", "silu", "gelu", "tanh", "sigmoid"}));
+    add_ = c.get_choice("conditioning", "concat", {"concat", "add"}) == "add";
+
+    // Default: the 32-dim sinusoidal embedding of DDPM.
+    const auto te = c.find("time_embedding");
+    const std::string te_type = te ? te->type() : "sinusoidal";
+    const auto te_dim = static_cast<std::size_t>(te ? te->get_int("dim", 32, 2, 1 << 16) : 32);
+    if (te_dim % 2) te->at("dim").fail("an even integer");
+    if (te_type == "sinusoidal") {
+      const double period = te ? te->get_double("max_period", 10000.0, Interval::greater_than(0)) : 10000.0;
+      sinusoidal_ = register_module("time_embedding", std::make_shared<SinusoidalEmbedding>(te_dim, period));
+    } else if (te_type == "fourier") {
+      const double scale = te->get_double("scale", 16.0, Interval::greater_than(0));
+      fourier_ = register_module("time_embedding", std::make_shared<GaussianFourierEmbedding>(te_dim, scale, rng));
+    } else {
+      te->error("unknown time_embedding type '" + te_type + "' (expected fourier or sinusoidal)");
+    }
+
+    std::size_t cond_dim = te_dim;
+    if (c.get_bool("class_conditional", false)) {
+      if (ctx.num_classes <= 0) c.at("class_conditional").error("the data set has no labels to condition on");
+      classes_ = ctx.num_classes;
+      class_embedding_ = register_parameter("class_embedding", Var(rng.normal({std::size_t(classes_), te_dim})));
+    }
+    std::vector<std::size_t> widths;
+    if (add_) {
+      // First layer split into x and conditioning projections whose outputs are summed.
+      first_x_ = register_module("input", std::make_shared<Linear>(dim_, hidden[0], true, rng));
+      first_c_ = register_module("cond", std::make_shared<Linear>(cond_dim, hidden[0], false, rng));
+      act_ = act;
+      for (auto h : hidden) widths.push_back(h);
+    } else {
+      widths.push_back(dim_ + cond_dim + (classes_ ? te_dim : 0));
+      for (auto h : hidden) widths.push_back(h);
+    }
+    widths.push_back(dim_);
+    net_ = register_module("net", std::make_shared<MLP>(widths, act, rng));
+  }
+
+  bool class_conditional() const override { return classes_ > 0; }
+
+  Var forward(const Var& x, const Tensor& t, const std::vector<int>* labels) override {
+    Var emb = sinusoidal_ ? sinusoidal_->forward(t) : fourier_->forward(t);
+    Var cls;
+    if (classes_) {
+      if (!labels) throw Error("mlp: class-conditional network called without labels");
+      cls = index_select(class_embedding_, 0, std::vector<std::size_t>(labels->begin(), labels->end()));
+    }
+    if (add_) {
+      Var cond = classes_ ? emb + cls : emb;
+      return net_->forward(apply(act_, first_x_->forward(x) + first_c_->forward(cond)));
+    }
+    return net_->forward(classes_ ? concat({x, emb, cls}, 1) : concat({x, emb}, 1));
+  }
+
+ private:
+  std::size_t dim_ = 0;
+  bool add_ = false;
+  int classes_ = 0;
+  Activation act_ = Activation::silu;
+  std::shared_ptr<SinusoidalEmbedding> sinusoidal_;
+  std::shared_ptr<GaussianFourierEmbedding> fourier_;
+  std::shared_ptr<Linear> first_x_, first_c_;
+  std::shared_ptr<MLP> net_;
+  Var class_embedding_;
+};
+
+}  // namespace
+
+DIFFUSION_REGISTER(networks, "mlp", [](const ConfigNode& c, const BuildContext& ctx) {
+  return std::make_shared<TimeMlp>(c, ctx);
+});
+
+}  // namespace diffusion::mlp

@@ -1,0 +1,88 @@
+// The toy distributions as Dataset components: each reads its own parameters, then every
+// point is mapped to scale * point + shift.
+#include <functional>
+
+#include <diffusion/plugin.hpp>
+
+#include "toy_datasets.hpp"
+
+namespace diffusion::toy {
+namespace {
+
+using Draw = std::function<Tensor(std::size_t, Rng&, std::vector<int>*)>;
+
+class ToyDataset : public Dataset {
+ public:
+  ToyDataset(Draw draw, int classes, const ConfigNode& c)
+      : draw_(std::move(draw)), classes_(classes), scale_(c.get_double("scale", 1.0, Interval::greater_than(0))) {
+    const auto shift = c.get_double_list("shift", {0.0, 0.0});
+    if (shift.size() != 2) c.at("shift").fail("a list of two numbers");
+    shift_[0] = shift[0], shift_[1] = shift[1];
+  }
+  Shape sample_shape() const override { return {2}; }
+  int num_classes() const override { return classes_; }
+  Tensor sample(std::size_t n, Rng& rng, std::vector<int>* labels) const override {
+    Tensor x = draw_(n, rng, classes_ > 0 ? labels : nullptr);
+    if (labels && classes_ == 0) labels->assign(n, 0);
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < 2; ++j) x(i, j) = float(scale_ * x(i, j) + shift_[j]);
+    return x;
+  }
+
+ private:
+  Draw draw_;
+  int classes_;
+  double scale_, shift_[2];
+};
+
+std::shared_ptr<Dataset> make_moons(const ConfigNode& c, const BuildContext&) {
+  const double noise = c.get_double("noise", 0.05, 0.0);
+  return std::make_shared<ToyDataset>(
+      [=](std::size_t n, Rng& r, std::vector<int>* l) { return moons(n, noise, r, l); }, 2, c);
+}
+
+std::shared_ptr<Dataset> make_circles(const ConfigNode& c, const BuildContext&) {
+  const double noise = c.get_double("noise", 0.05, 0.0);
+  const double factor = c.get_double("factor", 0.5, Interval::open(0, 1));
+  return std::make_shared<ToyDataset>(
+      [=](std::size_t n, Rng& r, std::vector<int>* l) { return circles(n, noise, factor, r, l); }, 2, c);
+}
+
+std::shared_ptr<Dataset> make_swiss_roll(const ConfigNode& c, const BuildContext&) {
+  const double noise = c.get_double("noise", 0.05, 0.0);
+  return std::make_shared<ToyDataset>(
+      [=](std::size_t n, Rng& r, std::vector<int>*) { return swiss_roll(n, noise, r); }, 0, c);
+}
+
+std::shared_ptr<Dataset> make_eight_gaussians(const ConfigNode& c, const BuildContext&) {
+  const double std = c.get_double("std", 0.1, 0.0);
+  const double radius = c.get_double("radius", 2.0, Interval::greater_than(0));
+  return std::make_shared<ToyDataset>(
+      [=](std::size_t n, Rng& r, std::vector<int>* l) { return eight_gaussians(n, std, radius, r, l); }, 8, c);
+}
+
+std::shared_ptr<Dataset> make_checkerboard(const ConfigNode& c, const BuildContext&) {
+  return std::make_shared<ToyDataset>(
+      [](std::size_t n, Rng& r, std::vector<int>* l) { return checkerboard(n, r, l); }, 8, c);
+}
+
+std::shared_ptr<Dataset> make_pinwheel(const ConfigNode& c, const BuildContext&) {
+  const double radial = c.get_double("radial_std", 0.3, 0.0);
+  const double tangential = c.get_double("tangential_std", 0.1, 0.0);
+  const auto arms = static_cast<std::size_t>(c.get_int("arms", 5, 1, 1000));
+  const double rate = c.get_double("rate", 0.25);
+  return std::make_shared<ToyDataset>(
+      [=](std::size_t n, Rng& r, std::vector<int>* l) { return pinwheel(n, radial, tangential, arms, rate, r, l); },
+      static_cast<int>(arms), c);
+}
+
+}  // namespace
+
+DIFFUSION_REGISTER(datasets, "moons", make_moons);
+DIFFUSION_REGISTER(datasets, "circles", make_circles);
+DIFFUSION_REGISTER(datasets, "swiss_roll", make_swiss_roll);
+DIFFUSION_REGISTER(datasets, "eight_gaussians", make_eight_gaussians);
+DIFFUSION_REGISTER(datasets, "checkerboard", make_checkerboard);
+DIFFUSION_REGISTER(datasets, "pinwheel", make_pinwheel);
+
+}  // namespace diffusion::toy

@@ -1,0 +1,184 @@
+// Samplers against a Gaussian data set N(mu, Sigma), where the optimal eps-predictor is known
+// in closed form: x_t = a x0 + s eps  =>  E[eps | x_t] = s (a^2 Sigma + s^2 I)^{-1} (x_t - a mu).
+// Sampling with it must recover mu and Sigma (within 4 standard errors).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include <diffusion/components.hpp>
+#include <diffusion/config.hpp>
+#include <diffusion/plugin_loader.hpp>
+
+using namespace diffusion;
+using Catch::Matchers::WithinAbs;
+
+namespace {
+
+const double kMu[2] = {1.0, -2.0};
+const double kSigma[2][2] = {{1.0, 0.6}, {0.6, 0.5}};
+
+/// The exact eps-predictor for N(mu, Sigma) data under a given SDE.
+class GaussianEps : public Network {
+ public:
+  explicit GaussianEps(std::shared_ptr<const Sde> sde) : sde_(std::move(sde)) {}
+  Var forward(const Var& xv, const Tensor& t, const std::vector<int>*) override {
+    const Tensor& x = xv.value();
+    const std::size_t n = x.shape()[0];
+    Tensor out = Tensor::from_shape({n, 2});
+    for (std::size_t i = 0; i < n; ++i) {
+      // Network time equals SDE time for DDPM (the step index).
+      const double a = sde_->alpha(t(i)), s = sde_->sigma(t(i));
+      const double c00 = a * a * kSigma[0][0] + s * s, c01 = a * a * kSigma[0][1];
+      const double c11 = a * a * kSigma[1][1] + s * s, det = c00 * c11 - c01 * c01;
+      const double d0 = x(i, 0) - a * kMu[0], d1 = x(i, 1) - a * kMu[1];
+      out(i, 0) = float(s * (c11 * d0 - c01 * d1) / det);
+      out(i, 1) = float(s * (-c01 * d0 + c00 * d1) / det);
+    }
+    return Var(out);
+  }
+
+ private:
+  std::shared_ptr<const Sde> sde_;
+};
+
+void load_ddpm() { load_plugin(std::string(DIFFUSION_PLUGIN_BUILD_DIR) + "/libdiffusion_ddpm.so"); }
+
+std::shared_ptr<Sde> make_sde(const std::string& yaml) {
+  const Config c = Config::load_string(yaml);
+  return registries().sdes.create(c.root(), BuildContext{});
+}
+
+std::shared_ptr<Sampler> make_sampler(const std::string& yaml) {
+  const Config c = Config::load_string(yaml);
+  return registries().samplers.create(c.root(), BuildContext{});
+}
+
+void require_gaussian_moments(const Tensor& x) {
+  const std::size_t n = x.shape()[0];
+  double m[2] = {0, 0}, c[2][2] = {{0, 0}, {0, 0}};
+  for (std::size_t i = 0; i < n; ++i)
+    for (int j = 0; j < 2; ++j) m[j] += x(i, j) / double(n);
+  for (std::size_t i = 0; i < n; ++i)
+    for (int j = 0; j < 2; ++j)
+      for (int k = 0; k < 2; ++k) c[j][k] += (x(i, j) - m[j]) * (x(i, k) - m[k]) / double(n - 1);
+  for (int j = 0; j < 2; ++j) {
+    CAPTURE(j, m[j]);
+    REQUIRE_THAT(m[j], WithinAbs(kMu[j], 4 * std::sqrt(kSigma[j][j] / n)));
+    for (int k = 0; k < 2; ++k) {
+      // Var of a sample covariance entry of a Gaussian: (S_jj S_kk + S_jk^2) / n.
+      const double se = std::sqrt((kSigma[j][j] * kSigma[k][k] + kSigma[j][k] * kSigma[j][k]) / n);
+      CAPTURE(j, k, c[j][k]);
+      REQUIRE_THAT(c[j][k], WithinAbs(kSigma[j][k], 4 * se));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("DDPM samplers recover a Gaussian with the exact eps-predictor", "[sampler][ddpm][ddim][stat]") {
+  load_ddpm();
+  const std::string schedule = GENERATE(std::string("linear"), std::string("cosine"));
+  // Every step of the T = 1000 grid: with fewer steps both samplers shrink the variance by a
+  // known discretisation error (tested exactly below), larger than 4 standard errors here.
+  const std::string sampler_yaml = GENERATE(
+      std::string("{type: ancestral}"), std::string("{type: ancestral, variance: beta}"),
+      std::string("{type: ddim, steps: 1000, eta: 0}"), std::string("{type: ddim, steps: 1000, eta: 0.5}"),
+      std::string("{type: ddim, steps: 1000, eta: 1}"));
+  CAPTURE(schedule, sampler_yaml);
+  auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: " + schedule + "}");
+  auto sampler = make_sampler(sampler_yaml);
+  Denoiser model(std::make_shared<GaussianEps>(sde), sde, Parameterisation::eps);
+  Rng rng(1234);
+  const Tensor x = sampler->sample(model, {20000, 2}, rng);
+  require_gaussian_moments(x);
+}
+
+TEST_CASE("DDIM with eta = 1 is ancestral sampling on the same grid", "[sampler][ddim]") {
+  load_ddpm();
+  auto sde = make_sde("{type: ddpm, timesteps: 1000}");
+  Denoiser model(std::make_shared<GaussianEps>(sde), sde, Parameterisation::eps);
+  // Same grid, same noise draws: the two update rules are algebraically the same step.
+  Rng r1(7), r2(7);
+  const Tensor a = make_sampler("{type: ancestral, steps: 20}")->sample(model, {500, 2}, r1);
+  const Tensor b = make_sampler("{type: ddim, steps: 20, eta: 1}")->sample(model, {500, 2}, r2);
+  double max_diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    max_diff = std::max(max_diff, double(std::abs(a.data()[i] - b.data()[i])));
+  REQUIRE(max_diff < 1e-3);
+  // And eta = 0 is a different (deterministic) sampler.
+  Rng r3(7);
+  const Tensor c = make_sampler("{type: ddim, steps: 20, eta: 0}")->sample(model, {500, 2}, r3);
+  double diff0 = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff0 = std::max(diff0, double(std::abs(a.data()[i] - c.data()[i])));
+  REQUIRE(diff0 > 0.1);
+}
+
+TEST_CASE("DDIM with eta = 0 follows its update rule exactly on a few steps", "[sampler][ddim]") {
+  // For N(0, I) data on a VP path, eps_hat = sigma_t x and x0_hat = alpha_t x, so one DDIM step
+  // t -> s multiplies x by alpha_s alpha_t + sigma_s sigma_t, and the last step (to data) by alpha_t.
+  load_ddpm();
+  class StandardNormalEps : public Network {
+   public:
+    explicit StandardNormalEps(std::shared_ptr<const Sde> sde) : sde_(std::move(sde)) {}
+    Var forward(const Var& x, const Tensor& t, const std::vector<int>*) override {
+      Tensor out = x.value();
+      for (std::size_t i = 0; i < out.shape()[0]; ++i)
+        for (std::size_t j = 0; j < 2; ++j) out(i, j) *= float(sde_->sigma(t(i)));
+      return Var(out);
+    }
+   private:
+    std::shared_ptr<const Sde> sde_;
+  };
+  // Linear schedule: the cosine one ends at alpha ~ 1e-4, where float32 rounding in
+  // x0_hat = (x - sigma eps) / alpha dominates a one-step check.
+  auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: linear}");
+  Denoiser model(std::make_shared<StandardNormalEps>(sde), sde, Parameterisation::eps);
+  const std::size_t steps = GENERATE(1, 2, 5, 50);
+  CAPTURE(steps);
+  Rng r1(3), r2(3);
+  const Tensor x = make_sampler("{type: ddim, steps: " + std::to_string(steps) + "}")->sample(model, {4, 2}, r1);
+  const Tensor prior = sde->prior_sample({4, 2}, r2);  // the same first draw
+  const auto grid = sde->time_grid(steps);
+  double factor = 1;
+  for (std::size_t i = 0; i + 1 < steps; ++i)
+    factor *= sde->alpha(grid[i + 1]) * sde->alpha(grid[i]) + sde->sigma(grid[i + 1]) * sde->sigma(grid[i]);
+  factor *= sde->alpha(grid.back());
+  // x0_hat = (x - sigma eps) / alpha cancels ~ -log10(alpha^2) digits of float32 at t = T - 1,
+  // so compare to 0.5% (a wrong coefficient is off by far more).
+  for (std::size_t i = 0; i < x.size(); ++i)
+    REQUIRE_THAT(x.data()[i], Catch::Matchers::WithinRel(factor * prior.data()[i], 5e-3));
+}
+
+TEST_CASE("DDIM counts one network evaluation per step and rejects too many steps", "[sampler][ddim]") {
+  load_ddpm();
+  auto sde = make_sde("{type: ddpm, timesteps: 100}");
+  Denoiser model(std::make_shared<GaussianEps>(sde), sde, Parameterisation::eps);
+  Rng rng(1);
+  make_sampler("{type: ddim, steps: 25}")->sample(model, {10, 2}, rng);
+  REQUIRE(model.nfe() == 25);
+  REQUIRE_THROWS_WITH(make_sampler("{type: ddim, steps: 101}")->check(*sde),
+                      Catch::Contains("[1, 100]"));
+}
+
+TEST_CASE("DDPM schedules match their definitions", "[sde][ddpm]") {
+  load_ddpm();
+  auto lin = make_sde("{type: ddpm, timesteps: 1000, beta_start: 1.0e-4, beta_end: 0.02}");
+  // abar_0 = 1 - beta_0; abar_t = prod (1 - beta_s).
+  REQUIRE_THAT(lin->alpha(0) * lin->alpha(0), WithinAbs(1 - 1e-4, 1e-12));
+  double prod = 1;
+  for (int i = 0; i < 1000; ++i) prod *= 1 - (1e-4 + (0.02 - 1e-4) * i / 999.0);
+  REQUIRE_THAT(lin->alpha(999) * lin->alpha(999), WithinAbs(prod, 1e-12));
+  REQUIRE_THAT(lin->alpha(500) * lin->alpha(500) + lin->sigma(500) * lin->sigma(500), WithinAbs(1.0, 1e-12));
+  // Cosine (Nichol & Dhariwal 2021, eq. 17): abar_t = f(t)/f(0), f(t) = cos^2((t/T + s)/(1 + s) pi/2),
+  // here with 0-based steps so step i has abar = f((i+1)/T)/f(0) (until the beta clip binds).
+  auto cos = make_sde("{type: ddpm, timesteps: 1000, schedule: cosine}");
+  auto f = [](double u) { const double c = std::cos((u + 0.008) / 1.008 * M_PI / 2); return c * c; };
+  for (int i : {0, 100, 500, 900}) {
+    CAPTURE(i);
+    REQUIRE_THAT(cos->alpha(i) * cos->alpha(i), WithinAbs(f((i + 1) / 1000.0) / f(0), 1e-9));
+  }
+  const auto grid = lin->time_grid(50);
+  REQUIRE(grid.size() == 50);
+  REQUIRE(grid.front() == 999);
+  REQUIRE(grid.back() == 0);
+}

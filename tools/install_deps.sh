@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages the toolkit needs (Debian 12, as root). Idempotent: does nothing
+# when everything is already installed.
+set -euo pipefail
+packages=(
+  cmake g++ make pkg-config
+  libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev
+  libboost1.74-dev libboost-program-options-dev
+  libyaml-cpp-dev libhdf5-dev catch2
+  python3 python3-h5py python3-numpy python3-matplotlib
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
