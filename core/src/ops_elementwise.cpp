@@ -6,6 +6,8 @@
 // and a leading "column" (N, D) op (N, 1) — and fall back to index arithmetic for any rank.
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <utility>
 
 #include "diffusion/autodiff.hpp"
@@ -166,7 +168,49 @@ Var pointwise(const Var& a, const char* op, F f, D d) {
                      [d](Node& self) { pointwise_backward(self, d); });
 }
 
-inline float sigmoid_of(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// exp(x) in float after Cephes' expf: x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial
+// for e^r, and 2^n written into exponent bits (as two factors, so n = 128 and the subnormal
+// range come out right). Within 2 ulp of std::exp, inf/0/NaN where it gives them.
+// Why not std::exp: a libm call keeps every loop that makes it scalar, and silu/sigmoid were a
+// third of a small MLP's training step. Why bit masks rather than clamping x or `x > 89 ? inf :
+// y`: GCC threads those branches (or sinks the arithmetic into them) and then refuses to
+// vectorise the loop; with integer min/max and masks it vectorises to 8 lanes (~7x std::exp).
+inline float fast_exp(float x) {
+  // Round x/ln2 to an integer by adding 1.5 * 2^23: the sum's low mantissa bits hold it.
+  const float t = x * 1.44269504088896341f + 12582912.0f;
+  const float n = t - 12582912.0f;
+  std::int32_t k;
+  std::memcpy(&k, &t, sizeof k);
+  k -= 0x4B400000;
+  float r = x - n * 0.693359375f;  // ln2 split in two so that n ln2 is exact
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  k = k > 128 ? 128 : k;  // beyond these the product overflows to inf or underflows to 0
+  k = k < -160 ? -160 : k;
+  const std::int32_t k1 = k >> 1, k2 = k - k1;
+  const std::int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &b1, sizeof s1);
+  std::memcpy(&s2, &b2, sizeof s2);
+  const float y = p * s1 * s2;
+  // |x| so large that the rounding trick fails: force inf or 0 (NaN falls through as NaN).
+  std::int32_t yb;
+  std::memcpy(&yb, &y, sizeof yb);
+  const std::int32_t hi = -static_cast<std::int32_t>(x > 89.0f);
+  const std::int32_t lo = -static_cast<std::int32_t>(x < -104.0f);
+  yb = (yb & ~(hi | lo)) | (0x7F800000 & hi);
+  float out;
+  std::memcpy(&out, &yb, sizeof out);
+  return out;
+}
+
+inline float sigmoid_of(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
 
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
@@ -243,7 +287,7 @@ Var mul(const Var& a, float b) {
 // ---- Pointwise functions ----
 
 Var exp(const Var& a) {
-  return pointwise(a, "exp", [](float x) { return std::exp(x); },
+  return pointwise(a, "exp", [](float x) { return fast_exp(x); },
                    [](float, float y) { return y; });
 }
 
@@ -312,7 +356,7 @@ Var gelu(const Var& a) {
   return pointwise(a, "gelu", [](float x) { return 0.5f * x * (1.0f + std::erf(x * kInvSqrt2)); },
                    [](float x, float) {
                      const float cdf = 0.5f * (1.0f + std::erf(x * kInvSqrt2));
-                     return cdf + x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
+                     return cdf + x * kInvSqrt2Pi * fast_exp(-0.5f * x * x);
                    });
 }
 

@@ -1,6 +1,8 @@
 // The autodiff machinery: graph order, accumulation, deep graphs, no-grad scope, messages.
 #include <catch2/catch.hpp>
 
+#include <pthread.h>
+
 #include <string>
 #include <vector>
 
@@ -72,16 +74,40 @@ TEST_CASE("repeated backward adds to leaf gradients until zero_grad", "[autodiff
   CHECK(x.grad()(1) == 3.0f);
 }
 
-TEST_CASE("a chain of 100000 ops neither overflows the stack in backward nor on release",
+namespace {
+// Runs f on a thread with a 1 MiB stack (a typical worker-thread size, an eighth of main's), so
+// that recursion proportional to graph depth fails here rather than only in production.
+template <class F>
+void on_small_stack(F f) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, std::size_t(1) << 20);
+  pthread_t thread;
+  auto run = [](void* arg) -> void* {
+    (*static_cast<F*>(arg))();
+    return nullptr;
+  };
+  REQUIRE(pthread_create(&thread, &attr, run, &f) == 0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+}
+}  // namespace
+
+TEST_CASE("a chain of 100000 ops overflows the stack neither in backward nor on release",
           "[autodiff]") {
-  Var x(scalar(0.0f), true);
-  {
-    Var y = x;
-    for (int i = 0; i < 100000; ++i) y = y + 1e-5f;
-    y.backward();
-    CHECK_THAT(y.item(), WithinAbs(1.0, 1e-2));
-  }  // the whole chain is freed here
-  CHECK(x.grad().data()[0] == 1.0f);
+  float y_value = 0.0f, x_grad = 0.0f;
+  on_small_stack([&] {
+    Var x(scalar(0.0f), true);
+    {
+      Var y = x;
+      for (int i = 0; i < 100000; ++i) y = y + 1e-5f;
+      y.backward();
+      y_value = y.item();
+    }  // the whole chain is freed here
+    x_grad = x.grad().data()[0];
+  });
+  CHECK_THAT(y_value, WithinAbs(1.0, 1e-2));
+  CHECK(x_grad == 1.0f);
 }
 
 TEST_CASE("NoGradScope records nothing and restores the previous state", "[autodiff]") {

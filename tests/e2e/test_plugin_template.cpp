@@ -137,12 +137,18 @@ bool lists(const std::string& listing, const std::string& name, const std::strin
   return false;
 }
 
-/// The line of `ldd file` that resolves `lib`, or "" if there is none.
-std::string ldd_line(const std::string& ldd_output, const std::string& lib) {
-  std::size_t at = ldd_output.find(lib);
-  if (at == std::string::npos) return {};
-  const std::size_t begin = ldd_output.rfind('\n', at) + 1;  // npos + 1 == 0
-  return ldd_output.substr(begin, ldd_output.find('\n', at) - begin);
+/// Where `ldd` says `lib` resolves to ("libdiffusion_core.so.0 => PATH (0x...)"), canonical;
+/// "" if ldd does not list it or cannot find it.
+std::string ldd_resolved(const std::string& ldd_output, const std::string& lib) {
+  std::istringstream in(ldd_output);
+  for (std::string line; std::getline(in, line);) {
+    const std::size_t arrow = line.find(" => ");
+    if (line.find(lib) == std::string::npos || arrow == std::string::npos) continue;
+    const std::size_t begin = arrow + 4, end = line.find(" (", begin);
+    const std::string path = line.substr(begin, end == std::string::npos ? end : end - begin);
+    return fs::exists(path) ? fs::canonical(path).string() : std::string();
+  }
+  return {};
 }
 
 }  // namespace
@@ -150,8 +156,13 @@ std::string ldd_line(const std::string& ldd_output, const std::string& lib) {
 TEST_CASE("the plugin template builds against the install tree and runs its experiment",
           "[e2e][plugin]") {
   const InstalledTemplate& t = installed_template();
-  const std::string lib = (fs::path(t.prefix) / "lib").string();
-  const std::string plugin_dir = (fs::path(t.prefix) / "lib/diffusion/plugins").string();
+  // <prefix>/<libdir>: "lib" here, "lib64" or "lib/<multiarch>" elsewhere.
+  fs::path libdir;
+  for (const auto& entry : fs::recursive_directory_iterator(t.prefix))
+    if (entry.path().filename() == "libdiffusion_core.so") libdir = entry.path().parent_path();
+  REQUIRE_FALSE(libdir.empty());
+  const std::string core = fs::canonical(libdir / "libdiffusion_core.so").string();
+  const fs::path plugin_dir = libdir / "diffusion/plugins";
 
   SECTION("installed binaries and plugins find libdiffusion_core in the prefix on their own") {
     std::vector<std::string> files = {t.runexp, t.plugin};
@@ -161,9 +172,7 @@ TEST_CASE("the plugin template builds against the install tree and runs its expe
       const std::string out = must_run("ldd " + quote(file));
       CAPTURE(file, out);
       CHECK(out.find("not found") == std::string::npos);
-      const std::string core = ldd_line(out, "libdiffusion_core.so");
-      REQUIRE_FALSE(core.empty());
-      CHECK(core.find("=> " + lib + "/libdiffusion_core.so") != std::string::npos);
+      CHECK(ldd_resolved(out, "libdiffusion_core.so") == core);
     }
   }
 
