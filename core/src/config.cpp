@@ -345,6 +345,13 @@ std::optional<ConfigNode> ConfigNode::find(const std::string& key) const { retur
 
 ConfigNode ConfigNode::at(const std::string& key) const {
   if (auto c = child(key)) return *c;
+  // A misspelt key (`trian:`) is the usual cause: point at it, as the unknown-key check would.
+  if (node_.IsMap())
+    for (auto it = node_.begin(); it != node_.end(); ++it)
+      if (it->first.IsScalar() && nearest(it->first.Scalar(), {key}))
+        throw state().error_at(it->first.Mark(), child_path(path_, it->first.Scalar()),
+                               "unknown key '" + it->first.Scalar() + "'; did you mean '" + key +
+                                   "'? (a required key)");
   error("missing required key '" + key + "'");
 }
 

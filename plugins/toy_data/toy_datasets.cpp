@@ -38,9 +38,19 @@ Tensor moons(std::size_t n, double noise, Rng& rng, std::vector<int>* labels) {
   Tensor x = points(n);
   float* p = x.data();
   int* lab = prepare(labels, n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const int moon = static_cast<int>(rng.integer(2));
-    const double s = kPi * rng.uniform_double();
+  // As sklearn's make_moons: n/2 points on the upper moon and the rest on the lower one, spread
+  // evenly along each arc. Jittered strata (one uniform draw per stratum) instead of linspace
+  // keep that evenness while every batch is a fresh draw. Rows are then shuffled, so any
+  // prefix of the batch is a fair subsample.
+  const std::size_t upper = n / 2;
+  std::vector<std::size_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng.integer(i)]);
+  for (std::size_t k = 0; k < n; ++k) {
+    const int moon = k < upper ? 0 : 1;
+    const std::size_t count = moon == 0 ? upper : n - upper, j = moon == 0 ? k : k - upper;
+    const double s = kPi * (double(j) + rng.uniform_double()) / double(count);
+    const std::size_t i = order[k];
     if (moon == 0)
       put(p, i, std::cos(s), std::sin(s), noise, rng);
     else

@@ -151,6 +151,39 @@ TEST_CASE("solve_assignment on structured costs", "[metrics][assignment]") {
   }
 }
 
+TEST_CASE("solve_assignment_sqeuclidean is certified optimal", "[metrics][assignment]") {
+  // n >= 1200 takes the multiscale start; dim > 3 the matrix path, dim >= 32 with dgemm.
+  const std::size_t n = GENERATE(1, 2, 9, 300, 1300);
+  const std::size_t dim = GENERATE(1, 2, 3, 5, 40);
+  CAPTURE(n, dim);
+  if (n == 1300 && dim > 3) return;  // the same code as n = 300 there, and slow to certify
+  Rng rng(n * 100 + dim);
+  std::vector<double> x(n * dim), y(n * dim);
+  // Different shapes, offsets and spreads: a Gaussian against a shifted uniform box.
+  for (auto& t : x) t = rng.normal();
+  for (auto& t : y) t = 3.0 * rng.uniform_double() + 0.5;
+  std::vector<double> c(n * n);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      double s = 0.0;
+      for (std::size_t k = 0; k < dim; ++k) {
+        const double t = x[i * dim + k] - y[j * dim + k];
+        s += t * t;
+      }
+      c[i * n + j] = s;
+    }
+  const auto a = diffusion::solve_assignment_sqeuclidean(x.data(), y.data(), n, dim);
+  check_certificate(c, n, a);
+  if (n <= 300) REQUIRE_THAT(a.cost, WithinRel(diffusion::solve_assignment(c, n).cost, 1e-12));
+}
+
+TEST_CASE("solve_assignment_sqeuclidean rejects bad input", "[metrics][assignment]") {
+  std::vector<double> x{0.0, 1.0}, y{1.0, NAN};
+  REQUIRE_THROWS_AS(diffusion::solve_assignment_sqeuclidean(x.data(), y.data(), 2, 1), Error);
+  REQUIRE_THROWS_AS(diffusion::solve_assignment_sqeuclidean(x.data(), x.data(), 2, 0), Error);
+  REQUIRE(diffusion::solve_assignment_sqeuclidean(x.data(), x.data(), 0, 1).col_of_row.empty());
+}
+
 TEST_CASE("w2_exact of a shifted copy is the shift length", "[metrics][w2]") {
   const std::size_t d = GENERATE(1, 2, 5, 40);  // 40 takes the dgemm cost path
   CAPTURE(d);
@@ -191,6 +224,37 @@ TEST_CASE("w2_exact is symmetric and 1-D W2 matches sorted samples", "[metrics][
   Tensor a2 = a;
   a2.reshape({800, 1});
   REQUIRE_THAT(diffusion::w2_exact(a2, b), WithinRel(std::sqrt(s / 800.0), 1e-12));
+}
+
+TEST_CASE("w2_exact with duplicated points and tied costs", "[metrics][w2]") {
+  Rng rng(31);
+  SECTION("a set against itself, every point repeated") {
+    Tensor x = Tensor::from_shape({1400, 2});
+    for (std::size_t i = 0; i < 1400; ++i) x(i, 0) = float(i % 70), x(i, 1) = float(i % 7);
+    REQUIRE(diffusion::w2_exact(x, x) == 0.0);
+  }
+  SECTION("a single repeated point against a sample: the mean squared distance to it") {
+    const Tensor y = rng.normal(Shape{50, 3});
+    Tensor x = Tensor::from_shape({50, 3});
+    for (std::size_t i = 0; i < 50; ++i) x(i, 0) = 1.0f, x(i, 1) = -2.0f, x(i, 2) = 0.5f;
+    double s = 0.0;
+    for (std::size_t i = 0; i < 50; ++i) s += squared_distance(x, i, y, i);
+    REQUIRE_THAT(diffusion::w2_exact(x, y), WithinRel(std::sqrt(s / 50.0), 1e-12));
+  }
+  SECTION("integer grids: many equal costs, certified on the full matrix") {
+    const std::size_t n = GENERATE(200, 1300);
+    CAPTURE(n);
+    std::vector<double> x(2 * n), y(2 * n);
+    for (auto& t : x) t = double(rng.integer(6));
+    for (auto& t : y) t = double(rng.integer(4));
+    std::vector<double> c(n * n);
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < n; ++j) {
+        const double a = x[2 * i] - y[2 * j], b = x[2 * i + 1] - y[2 * j + 1];
+        c[i * n + j] = a * a + b * b;
+      }
+    check_certificate(c, n, diffusion::solve_assignment_sqeuclidean(x.data(), y.data(), n, 2));
+  }
 }
 
 TEST_CASE("w2_exact rejects mismatched inputs", "[metrics][w2]") {
@@ -338,8 +402,8 @@ TEST_CASE("median_heuristic_bandwidth", "[metrics][mmd]") {
   const double m =
       diffusion::median_heuristic_bandwidth(rng.normal(Shape{3000, 2}), rng.normal(Shape{2000, 2}));
   REQUIRE_THAT(m, WithinRel(std::sqrt(4.0 * std::log(2.0)), 0.03));
-  REQUIRE(diffusion::median_heuristic_bandwidth(diffusion::zeros({4, 2}), diffusion::zeros({4, 2})) ==
-          1.0);
+  const Tensor zeros = diffusion::zeros({4, 2});
+  REQUIRE(diffusion::median_heuristic_bandwidth(zeros, zeros) == 1.0);
 }
 
 TEST_CASE("energy_distance closed forms", "[metrics][energy]") {
@@ -395,10 +459,15 @@ TEST_CASE("w2_exact timing", "[.][benchmark][metrics][w2]") {
   for (std::size_t n : {2000, 5000}) {
     Rng rng(n);
     const Tensor x = rng.normal(Shape{n, 2});
-    const Tensor y = rng.normal(Shape{n, 2}, 0.3f);
-    const auto t0 = std::chrono::steady_clock::now();
-    const double w = diffusion::w2_exact(x, y);
-    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
-    WARN("w2_exact N=" << n << " D=2: " << w << " in " << dt.count() << " s");
+    for (int mismatch = 0; mismatch < 2; ++mismatch) {
+      // Two samples of one Gaussian (a good model), or a Gaussian against a uniform square (a
+      // poor one: mass has to move across the set).
+      const Tensor y = mismatch ? rng.uniform(Shape{n, 2}, -2.0f, 2.0f) : rng.normal(Shape{n, 2});
+      const auto t0 = std::chrono::steady_clock::now();
+      const double w = diffusion::w2_exact(x, y);
+      const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+      WARN("w2_exact N=" << n << " D=2 " << (mismatch ? "gauss-vs-uniform" : "gauss-vs-gauss")
+                         << ": W2 " << w << " in " << dt.count() << " s");
+    }
   }
 }

@@ -6,7 +6,11 @@
 
 #include <catch2/catch.hpp>
 
-#include "../../plugins/toy_data/toy_datasets.hpp"
+#include <algorithm>
+
+#include <diffusion/metrics.hpp>
+
+#include "toy_data/toy_datasets.hpp"
 
 using Catch::Matchers::WithinAbs;
 using diffusion::Error;
@@ -26,7 +30,8 @@ struct Named {
 
 std::vector<Named> all_datasets() {
   return {
-      {"moons", 2, [](std::size_t n, Rng& r, std::vector<int>* l) { return toy::moons(n, 0.1, r, l); }},
+      {"moons", 2,
+       [](std::size_t n, Rng& r, std::vector<int>* l) { return toy::moons(n, 0.1, r, l); }},
       {"circles", 2,
        [](std::size_t n, Rng& r, std::vector<int>* l) { return toy::circles(n, 0.05, 0.5, r, l); }},
       {"swiss_roll", 0,
@@ -85,6 +90,15 @@ TEST_CASE("toy data sets: shapes, labels and determinism", "[plugins][toy_data]"
   }
 }
 
+TEST_CASE("moons: two draws are as close as sklearn's (evenly spread, equal halves)", "[plugins][toy_data]") {
+  // sklearn's make_moons(2000, noise=0.05) draws are ~0.028 apart in exact W2; i.i.d. arc
+  // positions and a random split would put them ~0.05-0.1 apart.
+  Rng a(1), b(2);
+  const double w2 = diffusion::w2_exact(toy::moons(2000, 0.05, a), toy::moons(2000, 0.05, b));
+  CAPTURE(w2);
+  REQUIRE(w2 < 0.04);
+}
+
 TEST_CASE("moons: exact arcs at zero noise, mean (1/2, 1/4)", "[plugins][toy_data]") {
   Rng rng(1);
   std::vector<int> labels;
@@ -100,6 +114,7 @@ TEST_CASE("moons: exact arcs at zero noise, mean (1/2, 1/4)", "[plugins][toy_dat
     }
   }
   check_uniform_labels(labels, 2);
+  REQUIRE(std::count(labels.begin(), labels.end(), 0) == 1000);  // exact halves, as sklearn
 
   const std::size_t n = 20000;
   const Tensor y = toy::moons(n, 0.1, rng, nullptr);
@@ -144,8 +159,8 @@ TEST_CASE("eight_gaussians: uniform mixture, modes at the right centres", "[plug
   for (std::size_t i = 0; i < n; ++i) {
     sx[labels[i]] += x(i, 0), sy[labels[i]] += x(i, 1), count[labels[i]] += 1.0;
     // 7 standard deviations: the nearest other centre is 1.53 away.
-    REQUIRE(distance(x, i, radius * std::cos(labels[i] * kPi / 4), radius * std::sin(labels[i] * kPi / 4)) <
-            7 * stddev);
+    const double a = labels[i] * kPi / 4;
+    REQUIRE(distance(x, i, radius * std::cos(a), radius * std::sin(a)) < 7 * stddev);
   }
   for (int k = 0; k < 8; ++k) {
     CAPTURE(k);

@@ -19,6 +19,11 @@ using namespace diffusion;
 
 namespace {
 
+/// A bad command line that is not about a configuration value (exit 2, like a ConfigError).
+struct UsageError : Error {
+  using Error::Error;
+};
+
 template <class Reg>
 void list_kind(const Reg& reg) {
   std::cout << reg.kind() << ":\n";
@@ -61,11 +66,11 @@ int run(int argc, char** argv) {
   }
 
   const auto args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  if (args.empty()) throw Error("no experiment file given (usage: runexp FILE.yaml [key=value ...])");
+  if (args.empty()) throw UsageError("no experiment file given (usage: runexp FILE.yaml [key=value ...])");
   Config config = Config::load_file(args[0]);
   for (std::size_t i = 1; i < args.size(); ++i) {
     if (args[i].find('=') == std::string::npos)
-      throw Error("'" + args[i] + "' is neither an option nor a key.path=value override");
+      throw UsageError("'" + args[i] + "' is neither an option nor a key.path=value override");
     config.apply_override(args[i]);
   }
   if (vm.count("seed")) config.apply_override("seed=" + std::to_string(vm["seed"].as<std::uint64_t>()));
@@ -84,6 +89,10 @@ int run(int argc, char** argv) {
     std::filesystem::create_directories("results");
     out = "results/" + ex.name + ".h5";
   }
+  // Refuse a missing output folder now, not after training.
+  const std::filesystem::path out_dir = std::filesystem::path(out).parent_path();
+  if (!out_dir.empty() && !std::filesystem::is_directory(out_dir))
+    throw UsageError("--out " + out + ": folder " + out_dir.string() + " does not exist");
   RunOptions ro;
   ro.out_path = out;
   ro.log = &std::cerr;
@@ -111,6 +120,9 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const ConfigError& e) {
+    std::cerr << "runexp: error: " << e.what() << "\n";
+    return 2;
+  } catch (const UsageError& e) {
     std::cerr << "runexp: error: " << e.what() << "\n";
     return 2;
   } catch (const po::error& e) {

@@ -15,8 +15,9 @@ namespace diffusion {
 /// Exact 2-Wasserstein distance between the uniform empirical measures of x and y, N == M:
 ///   W2(x, y) = sqrt( min over permutations p of (1/N) sum_i ||x_i - y_p(i)||^2 ).
 /// (Birkhoff: for equal sizes and uniform weights the optimal plan is a permutation.) Solved
-/// exactly with solve_assignment (assignment.hpp) on the N x N matrix of squared distances, held
-/// in memory (8 N^2 bytes: 200 MB at N = 5000). Throws Error if N != M or the dimensions differ.
+/// exactly by solve_assignment_sqeuclidean (assignment.hpp): costs on the fly for D <= 3, else an
+/// N x N matrix (8 N^2 bytes). N = 5000 in 2-D takes ~2 s. Throws Error if N != M or the
+/// dimensions differ.
 double w2_exact(const Tensor& x, const Tensor& y);
 
 /// Sliced 2-Wasserstein distance (Rabin et al. 2011; Bonneel et al. 2015):
@@ -32,8 +33,9 @@ double sliced_w2(const Tensor& x, const Tensor& y, std::size_t projections, Rng&
 /// with a sum of Gaussian kernels k(a, b) = sum_s exp(-||a - b||^2 / (2 s^2)):
 ///   MMD_u^2 = 1/(N(N-1)) sum_{i!=j} k(x_i, x_j) + 1/(M(M-1)) sum_{i!=j} k(y_i, y_j)
 ///             - 2/(NM) sum_{i,j} k(x_i, y_j).
-/// Unbiased, so it can be slightly negative when x and y come from one distribution. Needs N, M >= 2
-/// and positive bandwidths. O((N + M)^2 (D + S)) time, O(1) extra memory.
+/// Unbiased, so it can be slightly negative when x and y come from one distribution. Needs
+/// N, M >= 2 and positive bandwidths. O((N + M)^2 (D + S)) time (the exponentials in SIMD),
+/// O((N + M) D) memory.
 double mmd_rbf(const Tensor& x, const Tensor& y, const std::vector<double>& bandwidths);
 
 /// Default MMD bandwidths {0.05, 0.1, 0.2, 0.5, 1, 2}: spans the scales of the 2-D toy data sets
