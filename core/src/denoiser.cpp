@@ -25,6 +25,12 @@ std::string to_string(Parameterisation p) {
   return "?";
 }
 
+TimeSpacing parse_time_spacing(const std::string& name) {
+  if (name == "linear") return TimeSpacing::linear;
+  if (name == "quadratic") return TimeSpacing::quadratic;
+  throw Error("unknown time spacing '" + name + "' (expected linear or quadratic)");
+}
+
 Denoiser::Denoiser(std::shared_ptr<Network> net, std::shared_ptr<const Sde> sde,
                    Parameterisation p)
     : net_(std::move(net)), sde_(std::move(sde)), param_(p) {

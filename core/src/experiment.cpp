@@ -78,6 +78,7 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
   ts.batch_size = train.get_int("batch_size", 256, 1);
   ts.log_every = train.get_int("log_every", std::max<std::int64_t>(1, ts.steps / 100), 1);
   ts.ema_decay = train.get_double("ema", 0.0, Interval::half_open(0, 1));
+  ts.ema_warmup = train.get_bool("ema_warmup", true);
   ts.grad_clip = train.get_double("grad_clip", 0.0, Interval::at_least(0));
   ts.normalize = train.get_bool("normalize", true);
   ts.normalize_samples = train.get_int("normalize_samples", 20000, 2);

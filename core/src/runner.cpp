@@ -96,7 +96,7 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
     std::vector<int> labels;
     const TrainSettings& ts = ex.train;
     std::unique_ptr<EMA> ema;
-    if (ex.ema_network) ema = std::make_unique<EMA>(*ex.network, ex.ema_network, ts.ema_decay);
+    if (ex.ema_network) ema = std::make_unique<EMA>(*ex.network, ex.ema_network, ts.ema_decay, ts.ema_warmup);
     const std::vector<Var> params = ex.network->parameters();
     Progress progress(log, ts.steps, opt.progress_bar);
     double window = 0, last_finite = 0;

@@ -11,10 +11,11 @@ namespace {
 
 class AncestralSampler : public Sampler {
  public:
-  AncestralSampler(std::size_t steps, bool beta_variance) : steps_(steps), beta_variance_(beta_variance) {}
+  AncestralSampler(std::size_t steps, bool beta_variance, TimeSpacing spacing)
+      : steps_(steps), beta_variance_(beta_variance), spacing_(spacing) {}
   void check(const Sde& sde) const override {
     if (steps_ == 0 && sde.num_steps() == 0) throw Error("ancestral: set `steps` for a continuous-time SDE");
-    sde.time_grid(steps_ ? steps_ : sde.num_steps());
+    sde.time_grid(steps_ ? steps_ : sde.num_steps(), spacing_);
   }
 
   Tensor sample(const Denoiser& model, const Shape& shape, Rng& rng, Trajectory* traj,
@@ -22,7 +23,7 @@ class AncestralSampler : public Sampler {
     const Sde& sde = model.sde();
     const std::size_t steps = steps_ ? steps_ : sde.num_steps();
     if (steps == 0) throw Error("ancestral: set `steps` for a continuous-time SDE");
-    const std::vector<double> grid = sde.time_grid(steps);
+    const std::vector<double> grid = sde.time_grid(steps, spacing_);
     Tensor x = sde.prior_sample(shape, rng);
     if (traj) traj->record(x, grid[0], 0, steps);
     Tensor eps, x0, z;
@@ -43,12 +44,14 @@ class AncestralSampler : public Sampler {
  private:
   std::size_t steps_;
   bool beta_variance_;
+  TimeSpacing spacing_;
 };
 
 std::shared_ptr<Sampler> make_ancestral(const ConfigNode& c, const BuildContext&) {
   const auto steps = static_cast<std::size_t>(c.get_int("steps", 0, 0, 1000000));
   const std::string v = c.get_choice("variance", "posterior", {"posterior", "beta"});
-  return std::make_shared<AncestralSampler>(steps, v == "beta");
+  const auto spacing = parse_time_spacing(c.get_choice("spacing", "linear", {"linear", "quadratic"}));
+  return std::make_shared<AncestralSampler>(steps, v == "beta", spacing);
 }
 
 }  // namespace

@@ -12,13 +12,14 @@ namespace {
 
 class DdimSampler : public Sampler {
  public:
-  DdimSampler(std::size_t steps, double eta) : steps_(steps), eta_(eta) {}
-  void check(const Sde& sde) const override { sde.time_grid(steps_); }
+  DdimSampler(std::size_t steps, double eta, TimeSpacing spacing)
+      : steps_(steps), eta_(eta), spacing_(spacing) {}
+  void check(const Sde& sde) const override { sde.time_grid(steps_, spacing_); }
 
   Tensor sample(const Denoiser& model, const Shape& shape, Rng& rng, Trajectory* traj,
                 const std::vector<int>* labels) const override {
     const Sde& sde = model.sde();
-    const std::vector<double> grid = sde.time_grid(steps_);
+    const std::vector<double> grid = sde.time_grid(steps_, spacing_);
     Tensor x = sde.prior_sample(shape, rng);
     if (traj) traj->record(x, grid[0], 0, steps_);
     Tensor eps, x0;
@@ -46,11 +47,14 @@ class DdimSampler : public Sampler {
  private:
   std::size_t steps_;
   double eta_;
+  TimeSpacing spacing_;
 };
 
 std::shared_ptr<Sampler> make_ddim(const ConfigNode& c, const BuildContext&) {
   const auto steps = static_cast<std::size_t>(c.get_int("steps", 50, 1, 1000000));
-  return std::make_shared<DdimSampler>(steps, c.get_double("eta", 0.0, 0.0, 10.0));
+  const double eta = c.get_double("eta", 0.0, 0.0, 10.0);
+  const auto spacing = parse_time_spacing(c.get_choice("spacing", "linear", {"linear", "quadratic"}));
+  return std::make_shared<DdimSampler>(steps, eta, spacing);
 }
 
 }  // namespace

@@ -56,14 +56,19 @@ Tensor DdpmSde::sample_times(std::size_t n, Rng& rng) const {
   return rng.integer({n}, betas_.size());
 }
 
-std::vector<double> DdpmSde::time_grid(std::size_t steps) const {
+std::vector<double> DdpmSde::time_grid(std::size_t steps, TimeSpacing spacing) const {
   if (steps == 0 || steps > betas_.size())
     throw Error("ddpm: sampler steps must be in [1, " + std::to_string(betas_.size()) + "], got " +
                 std::to_string(steps));
   std::vector<double> grid(steps);
   const double top = t_max();
-  for (std::size_t i = 0; i < steps; ++i)
-    grid[i] = steps == 1 ? top : std::floor(top - top * double(i) / double(steps - 1));
+  for (std::size_t i = 0; i < steps; ++i) {
+    const double u = steps == 1 ? 0.0 : double(i) / double(steps - 1);
+    grid[i] = spacing == TimeSpacing::linear ? std::floor(top * (1.0 - u))
+                                             : std::round(top * (1.0 - u) * (1.0 - u));
+  }
+  // Quadratic rounding can repeat small steps: keep the grid strictly decreasing, ending at 0.
+  for (std::size_t i = steps - 1; i-- > 0;) grid[i] = std::max(grid[i], grid[i + 1] + 1);
   return grid;
 }
 

@@ -223,7 +223,7 @@ TEST_CASE("activations by name apply the right function", "[nn][activation]") {
              Contains("softsign") && Contains("relu") && Contains("silu") && Contains("identity"));
 }
 
-TEST_CASE("sinusoidal embedding matches [sin(t f_k), cos(t f_k)]", "[nn][embedding]") {
+TEST_CASE("sinusoidal embedding matches sin(t f_k), cos(t f_k)", "[nn][embedding]") {
   const std::size_t dim = 32, half = dim / 2;
   SinusoidalEmbedding emb(dim);
   CHECK(emb.named_state().empty());  // nothing to save: a pure function of t

@@ -64,7 +64,7 @@ TEST_CASE("normal draws have mean 0 and variance 1 within 4 standard errors", "[
   REQUIRE_THAT(m4 / (m2 * m2), WithinAbs(3.0, 4 * std::sqrt(96.0 / n)));  // Gaussian kurtosis
 }
 
-TEST_CASE("uniform draws cover [lo, hi) with the right moments", "[random][stat]") {
+TEST_CASE("uniform draws cover lo to hi with the right moments", "[random][stat]") {
   const std::size_t n = 100000;
   Rng rng(9);
   const Tensor u = rng.uniform({n}, -1.0f, 3.0f);
@@ -79,7 +79,7 @@ TEST_CASE("uniform draws cover [lo, hi) with the right moments", "[random][stat]
   REQUIRE_THAT(m, WithinAbs(1.0, 4 * std::sqrt(16.0 / 12.0 / n)));
 }
 
-TEST_CASE("integers are uniform over [0, n)", "[random][stat]") {
+TEST_CASE("integers are uniform over 0 to n-1", "[random][stat]") {
   const std::size_t n = 70000, k = 7;
   Rng rng(13);
   std::vector<double> count(k, 0);

@@ -177,8 +177,17 @@ TEST_CASE("DDPM schedules match their definitions", "[sde][ddpm]") {
     CAPTURE(i);
     REQUIRE_THAT(cos->alpha(i) * cos->alpha(i), WithinAbs(f((i + 1) / 1000.0) / f(0), 1e-9));
   }
-  const auto grid = lin->time_grid(50);
-  REQUIRE(grid.size() == 50);
-  REQUIRE(grid.front() == 999);
-  REQUIRE(grid.back() == 0);
+  for (auto spacing : {TimeSpacing::linear, TimeSpacing::quadratic})
+    for (std::size_t steps : {1, 2, 7, 50, 333, 999, 1000}) {
+      CAPTURE(int(spacing), steps);
+      const auto grid = lin->time_grid(steps, spacing);
+      REQUIRE(grid.size() == steps);
+      REQUIRE(grid.front() == (steps == 1 ? 999 : 999));
+      REQUIRE(grid.back() == (steps == 1 ? 999 : 0));
+      for (std::size_t i = 0; i + 1 < steps; ++i) REQUIRE(grid[i] > grid[i + 1]);
+    }
+  // Quadratic spacing takes small steps near the data: (T-1) (1 - u)^2.
+  const auto q = lin->time_grid(50, TimeSpacing::quadratic);
+  REQUIRE(q[48] < 5);
+  REQUIRE(q[1] == std::round(999 * (48.0 / 49) * (48.0 / 49)));
 }

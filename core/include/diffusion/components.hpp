@@ -47,6 +47,13 @@ enum class Parameterisation { eps, x0, v, score, velocity };
 Parameterisation parse_parameterisation(const std::string& name);
 std::string to_string(Parameterisation p);
 
+/// How a sampler's time grid is spread between t_max and t_min.
+enum class TimeSpacing {
+  linear,     ///< evenly spaced in t (DDIM's "uniform" skip)
+  quadratic,  ///< t_max (1 - u)^2 for evenly spaced u: dense near the data (DDIM, section D.2)
+};
+TimeSpacing parse_time_spacing(const std::string& name);
+
 /// The Gaussian path x_t = alpha(t) x0 + sigma(t) eps, and the SDE dx = f(t) x dt + g(t) dW
 /// whose marginals it is. DDPM, VP, sub-VP, VE, EDM and the flow-matching path differ only in
 /// these functions and the time grid. Time runs from t_min (data) to t_max (prior).
@@ -69,7 +76,8 @@ class Sde {
   virtual Tensor sample_times(std::size_t n, Rng& rng) const = 0;
   /// A decreasing grid of `steps` times from t_max towards t_min for samplers; the sampler's
   /// last step goes from the grid's last time to clean data (alpha = 1, sigma = 0).
-  virtual std::vector<double> time_grid(std::size_t steps) const = 0;
+  virtual std::vector<double> time_grid(std::size_t steps,
+                                        TimeSpacing spacing = TimeSpacing::linear) const = 0;
   /// A draw from the prior N(0, (alpha^2 + sigma^2)(t_max) I) approximately matched by x_{t_max}.
   virtual Tensor prior_sample(const Shape& shape, Rng& rng) const;
 };

@@ -36,6 +36,7 @@ struct TrainSettings {
   std::int64_t batch_size = 256;
   std::int64_t log_every = 100;      ///< rows of /train/loss: the mean loss of each window
   double ema_decay = 0.0;            ///< 0: no EMA
+  bool ema_warmup = true;            ///< decay min(ema, (1+n)/(10+n)): short runs stay usable
   double grad_clip = 0.0;            ///< max global gradient norm; 0: no clipping
   bool normalize = true;             ///< standardise data per coordinate for training
   std::int64_t normalize_samples = 20000;
