@@ -104,6 +104,28 @@ void accumulate_grad(Node& n, const Tensor& g) {
   }
 }
 
+Node* grad_input(Node& self, std::size_t i) {
+  Node* n = self.inputs[i].get();
+  return n && n->requires_grad ? n : nullptr;
+}
+
+void give_grad(Node& n, Tensor&& g) {
+  if (!n.has_grad && g.shape() == n.value.shape()) {
+    n.grad = std::move(g);
+    n.has_grad = true;
+  } else {
+    accumulate_grad(n, g);
+  }
+}
+
+std::size_t normalize_axis(int axis, const Shape& s, const char* op) {
+  const long r = static_cast<long>(s.size());
+  if (axis < -r || axis >= r)
+    throw Error(std::string(op) + ": axis " + std::to_string(axis) + " out of range for shape " +
+                shape_str(s));
+  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
+}
+
 Var::Var(Tensor value, bool requires_grad) : node_(std::make_shared<Node>()) {
   node_->value = std::move(value);
   node_->requires_grad = requires_grad;

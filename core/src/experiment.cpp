@@ -56,7 +56,7 @@ LrSchedule make_schedule(const ConfigNode& train, double base_lr, std::int64_t s
 }  // namespace
 
 Experiment compose_experiment(const Config& config, Registries& regs) {
-  Experiment ex{config};
+  Experiment ex(config);
   const ConfigNode root = ex.config.root();
   ex.name = root.get_string("name", std::filesystem::path(config.name()).stem().string());
   ex.seed = static_cast<std::uint64_t>(root.get_int("seed", 0, 0));

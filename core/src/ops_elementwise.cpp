@@ -15,22 +15,6 @@
 namespace diffusion {
 namespace {
 
-// The input node at position i if a gradient must flow to it, else null.
-Node* wants(Node& self, std::size_t i) {
-  Node* n = self.inputs[i].get();
-  return n && n->requires_grad ? n : nullptr;
-}
-
-// Hands a freshly computed gradient to n; the first gradient to arrive is moved, not copied.
-void give_grad(Node& n, Tensor&& g) {
-  if (!n.has_grad && g.shape() == n.value.shape()) {
-    n.grad = std::move(g);
-    n.has_grad = true;
-  } else {
-    accumulate_grad(n, g);
-  }
-}
-
 // x's shape aligned to `rank` dimensions with leading 1s.
 Shape aligned(const Tensor& x, std::size_t rank) {
   Shape s(rank, 1);
@@ -150,7 +134,7 @@ Tensor map(const Tensor& x, F f) {
 // Backward of a pointwise op: dx = g * d(x, y) with d the derivative from input and output.
 template <class D>
 void pointwise_backward(Node& self, D d) {
-  Node* in = wants(self, 0);
+  Node* in = grad_input(self, 0);
   if (!in) return;
   Tensor gx = Tensor::from_shape(self.value.shape());
   const float* g = self.grad.data();
@@ -223,16 +207,16 @@ Var add(const Var& a, const Var& b) {
   return make_result(binary(a.value(), b.value(), "add", [](float x, float y) { return x + y; }),
                      "add", {a, b}, [](Node& self) {
                        // accumulate_grad sums over broadcast dimensions.
-                       if (Node* na = wants(self, 0)) accumulate_grad(*na, self.grad);
-                       if (Node* nb = wants(self, 1)) accumulate_grad(*nb, self.grad);
+                       if (Node* na = grad_input(self, 0)) accumulate_grad(*na, self.grad);
+                       if (Node* nb = grad_input(self, 1)) accumulate_grad(*nb, self.grad);
                      });
 }
 
 Var sub(const Var& a, const Var& b) {
   return make_result(binary(a.value(), b.value(), "sub", [](float x, float y) { return x - y; }),
                      "sub", {a, b}, [](Node& self) {
-                       if (Node* na = wants(self, 0)) accumulate_grad(*na, self.grad);
-                       if (Node* nb = wants(self, 1))
+                       if (Node* na = grad_input(self, 0)) accumulate_grad(*na, self.grad);
+                       if (Node* nb = grad_input(self, 1))
                          give_grad(*nb, map(self.grad, [](float g) { return -g; }));
                      });
 }
@@ -242,8 +226,8 @@ Var mul(const Var& a, const Var& b) {
       binary(a.value(), b.value(), "mul", [](float x, float y) { return x * y; }), "mul", {a, b},
       [](Node& self) {
         const auto times = [](float g, float v) { return g * v; };
-        Node* na = wants(self, 0);
-        Node* nb = wants(self, 1);
+        Node* na = grad_input(self, 0);
+        Node* nb = grad_input(self, 1);
         if (na) give_grad(*na, binary(self.grad, self.inputs[1]->value, "mul", times));
         if (nb) give_grad(*nb, binary(self.grad, self.inputs[0]->value, "mul", times));
       });
@@ -254,9 +238,9 @@ Var div(const Var& a, const Var& b) {
       binary(a.value(), b.value(), "div", [](float x, float y) { return x / y; }), "div", {a, b},
       [](Node& self) {
         const Tensor& bv = self.inputs[1]->value;
-        if (Node* na = wants(self, 0))
+        if (Node* na = grad_input(self, 0))
           give_grad(*na, binary(self.grad, bv, "div", [](float g, float y) { return g / y; }));
-        if (Node* nb = wants(self, 1)) {
+        if (Node* nb = grad_input(self, 1)) {
           // d(a/b)/db = -(a/b)/b: reuse the output instead of a and b^2.
           Tensor gq = Tensor::from_shape(self.value.shape());
           const float* g = self.grad.data();
@@ -275,7 +259,7 @@ Var neg(const Var& a) {
 Var add(const Var& a, float b) {
   return make_result(map(a.value(), [b](float x) { return x + b; }), "add_scalar", {a},
                      [](Node& self) {
-                       if (Node* na = wants(self, 0)) accumulate_grad(*na, self.grad);
+                       if (Node* na = grad_input(self, 0)) accumulate_grad(*na, self.grad);
                      });
 }
 

@@ -12,20 +12,6 @@
 namespace diffusion {
 namespace {
 
-Node* wants(Node& self, std::size_t i) {
-  Node* n = self.inputs[i].get();
-  return n && n->requires_grad ? n : nullptr;
-}
-
-void give_grad(Node& n, Tensor&& g) {
-  if (!n.has_grad && g.shape() == n.value.shape()) {
-    n.grad = std::move(g);
-    n.has_grad = true;
-  } else {
-    accumulate_grad(n, g);
-  }
-}
-
 // Row-major C (m x n) = alpha op(A) op(B) + beta C, where op transposes when asked.
 // BLAS leaves C untouched when k == 0, so the beta == 0 case is zeroed here.
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
@@ -80,14 +66,14 @@ Var matmul(const Var& a, const Var& b) {
     const float* g = self.grad.data();
     const Tensor& av = self.inputs[0]->value;
     const Tensor& bv = self.inputs[1]->value;
-    if (Node* na = wants(self, 0)) {  // dA = dC B^T
+    if (Node* na = grad_input(self, 0)) {  // dA = dC B^T
       Tensor ga = Tensor::from_shape(av.shape());
       for (std::size_t i = 0; i < p.batches; ++i)
         gemm(false, true, p.m, p.k, p.n, g + i * sc, bv.data() + i * sb, 0.0f,
              ga.data() + i * sa);
       give_grad(*na, std::move(ga));
     }
-    if (Node* nb = wants(self, 1)) {  // dB = A^T dC
+    if (Node* nb = grad_input(self, 1)) {  // dB = A^T dC
       Tensor gb = Tensor::from_shape(bv.shape());
       for (std::size_t i = 0; i < p.batches; ++i)
         gemm(true, false, p.k, p.n, p.m, av.data() + i * sa, g + i * sc, 0.0f,
@@ -121,19 +107,19 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
   return make_result(std::move(y), "linear", {x, weight, bias},
                      [rows, in, outf](Node& self) {
                        const float* g = self.grad.data();
-                       if (Node* nx = wants(self, 0)) {  // dX = dY W
+                       if (Node* nx = grad_input(self, 0)) {  // dX = dY W
                          Tensor gx = Tensor::from_shape(nx->value.shape());
                          gemm(false, false, rows, in, outf, g, self.inputs[1]->value.data(), 0.0f,
                               gx.data());
                          give_grad(*nx, std::move(gx));
                        }
-                       if (Node* nw = wants(self, 1)) {  // dW = dY^T X
+                       if (Node* nw = grad_input(self, 1)) {  // dW = dY^T X
                          Tensor gw = Tensor::from_shape(nw->value.shape());
                          gemm(true, false, outf, in, rows, g, self.inputs[0]->value.data(), 0.0f,
                               gw.data());
                          give_grad(*nw, std::move(gw));
                        }
-                       if (Node* nb = wants(self, 2)) {  // db = column sums of dY
+                       if (Node* nb = grad_input(self, 2)) {  // db = column sums of dY
                          Tensor gb = zeros({outf});
                          float* pb = gb.data();
                          for (std::size_t r = 0; r < rows; ++r) {

@@ -12,20 +12,6 @@
 namespace diffusion {
 namespace {
 
-Node* wants(Node& self, std::size_t i) {
-  Node* n = self.inputs[i].get();
-  return n && n->requires_grad ? n : nullptr;
-}
-
-void give_grad(Node& n, Tensor&& g) {
-  if (!n.has_grad && g.shape() == n.value.shape()) {
-    n.grad = std::move(g);
-    n.has_grad = true;
-  } else {
-    accumulate_grad(n, g);
-  }
-}
-
 void require_same_shape(const Tensor& a, const Tensor& b, const char* op) {
   if (a.shape() != b.shape())
     throw Error(std::string(op) + ": shapes " + shape_str(a) + " and " + shape_str(b) +
@@ -46,8 +32,8 @@ Var pointwise_loss(const Var& pred, const Var& target, const char* op, Phi phi, 
   const float inv_n = 1.0f / static_cast<float>(n);
   return make_result(scalar(static_cast<float>(acc) * inv_n), op, {pred, target},
                      [dphi, inv_n](Node& self) {
-                       Node* np = wants(self, 0);
-                       Node* nt = wants(self, 1);
+                       Node* np = grad_input(self, 0);
+                       Node* nt = grad_input(self, 1);
                        const Tensor& p = self.inputs[0]->value;
                        const float* pp = p.data();
                        const float* pt = self.inputs[1]->value.data();
@@ -107,9 +93,9 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, float eps) {
       [xhat = std::move(xhat), rstd = std::move(rstd), d, rows](Node& self) {
         const float* g = self.grad.data();
         const float* h = xhat.data();
-        Node* nx = wants(self, 0);
-        Node* nw = wants(self, 1);
-        Node* nb = wants(self, 2);
+        Node* nx = grad_input(self, 0);
+        Node* nw = grad_input(self, 1);
+        Node* nb = grad_input(self, 2);
         const float* pw = self.inputs[1] ? self.inputs[1]->value.data() : nullptr;
         if (nx) {
           // dx = rstd (dh - mean(dh) - xhat mean(dh xhat)), with dh = g w.

@@ -6,31 +6,10 @@
 #include <utility>
 
 #include "diffusion/autodiff.hpp"
+#include "axis_view.hpp"
 
 namespace diffusion {
 namespace {
-
-Node* wants(Node& self, std::size_t i) {
-  Node* n = self.inputs[i].get();
-  return n && n->requires_grad ? n : nullptr;
-}
-
-void give_grad(Node& n, Tensor&& g) {
-  if (!n.has_grad && g.shape() == n.value.shape()) {
-    n.grad = std::move(g);
-    n.has_grad = true;
-  } else {
-    accumulate_grad(n, g);
-  }
-}
-
-std::size_t normalize_axis(int axis, const Shape& s, const char* op) {
-  const long r = static_cast<long>(s.size());
-  if (axis < -r || axis >= r)
-    throw Error(std::string(op) + ": axis " + std::to_string(axis) + " out of range for shape " +
-                shape_str(s));
-  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
-}
 
 // The input shape with reduced axes set to 1 (the keepdims shape); fills `reduced` flags.
 Shape kept_shape(const Shape& s, const std::vector<int>& axes, const char* op,
@@ -101,21 +80,8 @@ Var reduce(const Var& a, const std::vector<int>& axes, bool keepdims, bool avera
   }
   out.reshape(os);
   return make_result(std::move(out), op, {a}, [ks, s, scale](Node& self) {
-    if (Node* in = wants(self, 0)) give_grad(*in, expand(self.grad, ks, s, scale));
+    if (Node* in = grad_input(self, 0)) give_grad(*in, expand(self.grad, ks, s, scale));
   });
-}
-
-// A tensor seen as (outer, n, inner) around one axis.
-struct AxisView {
-  std::size_t outer = 1, n = 1, inner = 1;
-};
-
-AxisView axis_view(const Shape& s, std::size_t axis) {
-  AxisView v;
-  for (std::size_t i = 0; i < axis; ++i) v.outer *= s[i];
-  v.n = s[axis];
-  for (std::size_t i = axis + 1; i < s.size(); ++i) v.inner *= s[i];
-  return v;
 }
 
 // y = x - logsumexp(x) along the axis when `log_out`, else softmax(x); max-shifted for stability.
@@ -189,7 +155,7 @@ Var softmax_op(const Var& a, int axis, bool log_out, const char* op) {
   const Shape s = shape_of(av);
   const AxisView v = axis_view(s, normalize_axis(axis, s, op));
   return make_result(softmax_forward(av, v, log_out), op, {a}, [v, log_out](Node& self) {
-    if (Node* in = wants(self, 0))
+    if (Node* in = grad_input(self, 0))
       give_grad(*in, softmax_backward(self.grad, self.value, v, log_out));
   });
 }

@@ -6,44 +6,10 @@
 #include <utility>
 
 #include "diffusion/autodiff.hpp"
+#include "axis_view.hpp"
 
 namespace diffusion {
 namespace {
-
-Node* wants(Node& self, std::size_t i) {
-  Node* n = self.inputs[i].get();
-  return n && n->requires_grad ? n : nullptr;
-}
-
-void give_grad(Node& n, Tensor&& g) {
-  if (!n.has_grad && g.shape() == n.value.shape()) {
-    n.grad = std::move(g);
-    n.has_grad = true;
-  } else {
-    accumulate_grad(n, g);
-  }
-}
-
-std::size_t normalize_axis(int axis, const Shape& s, const char* op) {
-  const long r = static_cast<long>(s.size());
-  if (axis < -r || axis >= r)
-    throw Error(std::string(op) + ": axis " + std::to_string(axis) + " out of range for shape " +
-                shape_str(s));
-  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
-}
-
-// A tensor seen as (outer, n, inner) around one axis.
-struct AxisView {
-  std::size_t outer = 1, n = 1, inner = 1;
-};
-
-AxisView axis_view(const Shape& s, std::size_t axis) {
-  AxisView v;
-  for (std::size_t i = 0; i < axis; ++i) v.outer *= s[i];
-  v.n = s[axis];
-  for (std::size_t i = axis + 1; i < s.size(); ++i) v.inner *= s[i];
-  return v;
-}
 
 // out[i0, i1, ...] = x[perm-mapped index]: walks the output in order, reading the input with
 // its strides permuted.
@@ -87,7 +53,7 @@ Var permute_op(const Var& a, const std::vector<std::size_t>& perm, const char* o
   std::vector<std::size_t> inv(perm.size());
   for (std::size_t i = 0; i < perm.size(); ++i) inv[perm[i]] = i;
   return make_result(permuted(a.value(), perm), op, {a}, [inv](Node& self) {
-    if (Node* in = wants(self, 0)) give_grad(*in, permuted(self.grad, inv));
+    if (Node* in = grad_input(self, 0)) give_grad(*in, permuted(self.grad, inv));
   });
 }
 
@@ -125,7 +91,7 @@ Var reshape(const Var& a, const std::vector<long>& shape) {
   Tensor out = av;  // row-major: same elements in the same order
   out.reshape(ns);
   return make_result(std::move(out), "reshape", {a}, [](Node& self) {
-    if (Node* in = wants(self, 0)) {
+    if (Node* in = grad_input(self, 0)) {
       Tensor g = self.grad;
       g.reshape(in->value.shape());
       give_grad(*in, std::move(g));
@@ -193,7 +159,7 @@ Var concat(const std::vector<Var>& parts, int axis) {
     std::size_t start = 0;  // this part's first element within an outer block
     for (std::size_t i = 0; i < sizes.size(); ++i) {
       const std::size_t block = sizes[i] * v.inner;
-      if (Node* in = wants(self, i)) {
+      if (Node* in = grad_input(self, i)) {
         Tensor gi = Tensor::from_shape(in->value.shape());
         for (std::size_t o = 0; o < v.outer; ++o) {
           const float* src = g + o * v.n * v.inner + start;
@@ -223,7 +189,7 @@ Var slice(const Var& a, int axis, std::size_t start, std::size_t stop) {
     std::copy(src, src + block, out.data() + o * block);
   }
   return make_result(std::move(out), "slice", {a}, [v, start, block](Node& self) {
-    if (Node* in = wants(self, 0)) {
+    if (Node* in = grad_input(self, 0)) {
       Tensor gi = zeros(shape_of(in->value));
       const float* g = self.grad.data();
       for (std::size_t o = 0; o < v.outer; ++o)
@@ -252,7 +218,7 @@ Var index_select(const Var& a, int axis, const std::vector<std::size_t>& indices
       std::copy(src, src + v.inner, po + (o * indices.size() + k) * v.inner);
     }
   return make_result(std::move(out), "index_select", {a}, [v, indices](Node& self) {
-    if (Node* in = wants(self, 0)) {
+    if (Node* in = grad_input(self, 0)) {
       // Scatter-add: an index selected twice receives both gradients.
       Tensor gi = zeros(shape_of(in->value));
       const float* g = self.grad.data();

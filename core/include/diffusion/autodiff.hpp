@@ -93,6 +93,14 @@ class NoGradScope {
   bool previous_;
 };
 
+/// Helper for op implementers: input i of an op's node if a gradient must flow to it, else null.
+Node* grad_input(Node& self, std::size_t i);
+/// Helper for op implementers: hand a freshly computed gradient to n (moved when it is the first
+/// to arrive with n's shape, else accumulated with sum_to).
+void give_grad(Node& n, Tensor&& g);
+/// An axis in [0, rank) from one that may count from the end; throws naming op and shape.
+std::size_t normalize_axis(int axis, const Shape& s, const char* op);
+
 /// Helper for op implementers: the result Var of an op with the given inputs. If grad is
 /// enabled and any input requires grad, the node records inputs and backward.
 Var make_result(Tensor value, const char* op, std::vector<Var> inputs,

@@ -44,6 +44,7 @@ struct TrainSettings {
 };
 
 struct Experiment {
+  explicit Experiment(Config c) : config(std::move(c)) {}
   Config config;
   std::string name;
   std::uint64_t seed = 0;
