@@ -2,6 +2,8 @@
 // and error messages that name file, path and shapes.
 #include <catch2/catch.hpp>
 
+#include "nn_test_helpers.hpp"
+
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -12,35 +14,11 @@
 #include "diffusion/random.hpp"
 
 using namespace diffusion;
+using namespace diffusion::testing;
 
 namespace {
 
-// A file in the temp directory, unique per process and tag, removed when the test ends.
-struct TempH5 {
-  std::string path;
-  explicit TempH5(const std::string& tag)
-      : path((std::filesystem::temp_directory_path() /
-              ("diffusion_test_nn_hdf5_" + tag + "_" + std::to_string(::getpid()) + ".h5"))
-                 .string()) {}
-  ~TempH5() { std::filesystem::remove(path); }
-};
-
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return shape_of(a) == shape_of(b) &&
-         (a.size() == 0 || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
-
 // Runs f and returns the Error's message (empty if nothing was thrown).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST_CASE("tensors of every rank round-trip bit-exactly", "[nn][hdf5]") {

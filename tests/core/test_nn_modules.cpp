@@ -2,6 +2,8 @@
 // formulas, HDF5 save/load, and a small regression fit.
 #include <catch2/catch.hpp>
 
+#include "nn_test_helpers.hpp"
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -15,35 +17,12 @@
 #include "diffusion/optim.hpp"
 
 using namespace diffusion;
+using namespace diffusion::testing;
 using Catch::Matchers::Contains;
 using Catch::Matchers::WithinAbs;
 using Catch::Matchers::WithinRel;
 
 namespace {
-
-struct TempH5 {
-  std::string path;
-  explicit TempH5(const std::string& tag)
-      : path((std::filesystem::temp_directory_path() /
-              ("diffusion_test_nn_modules_" + tag + "_" + std::to_string(::getpid()) + ".h5"))
-                 .string()) {}
-  ~TempH5() { std::filesystem::remove(path); }
-};
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return shape_of(a) == shape_of(b) &&
-         std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 std::vector<std::string> names_of(const std::vector<std::pair<std::string, Var>>& named) {
   std::vector<std::string> out;

@@ -2,6 +2,8 @@
 // EMA, learning-rate schedules and gradient clipping.
 #include <catch2/catch.hpp>
 
+#include "nn_test_helpers.hpp"
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -16,35 +18,12 @@
 #include "diffusion/optim.hpp"
 
 using namespace diffusion;
+using namespace diffusion::testing;
 using Catch::Matchers::Contains;
 using Catch::Matchers::WithinAbs;
 using Catch::Matchers::WithinRel;
 
 namespace {
-
-struct TempH5 {
-  std::string path;
-  explicit TempH5(const std::string& tag)
-      : path((std::filesystem::temp_directory_path() /
-              ("diffusion_test_nn_optim_" + tag + "_" + std::to_string(::getpid()) + ".h5"))
-                 .string()) {}
-  ~TempH5() { std::filesystem::remove(path); }
-};
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return shape_of(a) == shape_of(b) &&
-         std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 Tensor vec(const std::vector<double>& v) {
   Tensor t = Tensor::from_shape({v.size()});
