@@ -116,7 +116,8 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
     } catch (const ConfigError&) {
       throw;
     } catch (const Error& e) {
-      node.error(e.what());
+      // The usual culprit is the step count; point there when it was given.
+      (node.has("steps") ? node.at("steps") : node).error(e.what());
     }
     ex.reference_n = std::max(ex.reference_n, s.n);
     ex.samplers.push_back(std::move(s));
