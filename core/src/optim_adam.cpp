@@ -7,6 +7,25 @@
 #include "diffusion/optim.hpp"
 
 namespace diffusion {
+namespace {
+
+struct AdamCoefficients {
+  float one_minus_b1, b1_as_lerp, b2, one_minus_b2, eps, wd, bias2_sqrt, step_size;
+};
+
+template <bool L2, bool LerpFromM>
+void adam_loop(float* __restrict w, const float* __restrict g, float* __restrict m,
+               float* __restrict v, std::size_t n, const AdamCoefficients& c) {
+  for (std::size_t j = 0; j < n; ++j) {
+    const float gj = L2 ? g[j] + c.wd * w[j] : g[j];
+    m[j] = LerpFromM ? m[j] + c.one_minus_b1 * (gj - m[j]) : gj - (gj - m[j]) * c.b1_as_lerp;
+    v[j] = v[j] * c.b2 + c.one_minus_b2 * gj * gj;
+    const float denom = std::sqrt(v[j]) / c.bias2_sqrt + c.eps;
+    w[j] -= c.step_size * (m[j] / denom);
+  }
+}
+
+}  // namespace
 
 Adam::Adam(std::vector<Var> params, const AdamOptions& options)
     : Adam(std::move(params), options, false) {}
@@ -54,13 +73,12 @@ void Adam::update(std::size_t i, std::int64_t t) {
     const float shrink = static_cast<float>(1.0 - lr * opt_.weight_decay);
     for (std::size_t j = 0; j < n; ++j) w[j] *= shrink;
   }
-  for (std::size_t j = 0; j < n; ++j) {
-    const float gj = l2 ? g[j] + wd * w[j] : g[j];
-    m[j] = lerp_from_m ? m[j] + one_minus_b1 * (gj - m[j]) : gj - (gj - m[j]) * b1_as_lerp;
-    v[j] = v[j] * b2 + one_minus_b2 * gj * gj;
-    const float denom = std::sqrt(v[j]) / bias2_sqrt + eps;
-    w[j] -= step_size * (m[j] / denom);
-  }
+  // The branches are hoisted into template arguments so the loop vectorises.
+  const AdamCoefficients c{one_minus_b1, b1_as_lerp, b2, one_minus_b2, eps, wd, bias2_sqrt, step_size};
+  if (l2)
+    lerp_from_m ? adam_loop<true, true>(w, g, m, v, n, c) : adam_loop<true, false>(w, g, m, v, n, c);
+  else
+    lerp_from_m ? adam_loop<false, true>(w, g, m, v, n, c) : adam_loop<false, false>(w, g, m, v, n, c);
 }
 
 void Adam::write_hyperparameters(const H5::Group& g) const {
