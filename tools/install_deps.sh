@@ -7,7 +7,7 @@ packages=(
   libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev
   libboost1.74-dev libboost-program-options-dev
   libyaml-cpp-dev libhdf5-dev catch2
-  python3 python3-h5py python3-numpy python3-matplotlib
+  python3 python3-h5py python3-numpy python3-matplotlib python3-pil python3-yaml
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Plot a diffusion toolkit results file.
+
+    /usr/bin/python3 tools/plot_results.py RESULTS.h5 [--out DIR]
+
+Writes into DIR (default: <results file without .h5>_plots next to it):
+  samples.png               samples vs reference, one panel per sampler
+  loss.png                  the training loss curve (log y)
+  metrics.png               one bar chart per metric, one bar per sampler
+  trajectory_<sampler>.gif  the denoising trajectory, for each sampler that kept one
+and prints the files written. Needs Debian's python3-h5py, python3-numpy, python3-matplotlib
+and python3-pil (the GIF writer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis"))
+
+import numpy as np  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import animation  # noqa: E402
+
+from diffusion_results import ResultsError, Run, load  # noqa: E402
+
+REF_COLOR = "0.7"
+SAMPLE_COLOR = "tab:blue"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "sampler"
+
+
+def _points(a: np.ndarray) -> np.ndarray:
+    """(N, D...) as (N, 2) for a scatter plot: the first two coordinates (D == 1: x vs 0)."""
+    a = np.asarray(a, dtype=float).reshape(a.shape[0], -1)
+    if a.shape[1] == 1:
+        return np.concatenate([a, np.zeros_like(a)], axis=1)
+    return a[:, :2]
+
+
+def _is_image(a: np.ndarray) -> bool:
+    return a.ndim == 4 or (a.ndim == 3 and a.shape[-1] > 3)
+
+
+def _limits(arrays, pad=0.08):
+    """Axis limits covering the bulk (0.5-99.5 percentiles) of all the given point sets."""
+    pts = np.concatenate([_points(a) for a in arrays if a is not None and len(a)], axis=0)
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    if len(pts) == 0:
+        return (-1, 1), (-1, 1)
+    lo = np.percentile(pts, 0.5, axis=0)
+    hi = np.percentile(pts, 99.5, axis=0)
+    span = np.maximum(hi - lo, 1e-6)
+    lo, hi = lo - pad * span, hi + pad * span
+    return (lo[0], hi[0]), (lo[1], hi[1])
+
+
+def _panel_height(xlim, ylim, width: float) -> float:
+    """The height of an equal-aspect panel `width` inches wide showing xlim x ylim."""
+    aspect = (ylim[1] - ylim[0]) / max(xlim[1] - xlim[0], 1e-9)
+    return float(np.clip(width * aspect, 0.5 * width, 1.5 * width))
+
+
+def _image_grid(a: np.ndarray, n: int = 8) -> np.ndarray:
+    """The first n*n images of (N, C, H, W) or (N, H, W) tiled into one (nH, nW[, 3]) image."""
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 3:
+        a = a[:, None]
+    k = min(n * n, a.shape[0])
+    n = int(np.ceil(np.sqrt(k)))
+    c, h, w = a.shape[1:]
+    grid = np.zeros((c, n * h, n * w))
+    for i in range(k):
+        r, q = divmod(i, n)
+        grid[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = a[i]
+    lo, hi = np.nanpercentile(grid, 1), np.nanpercentile(grid, 99)
+    grid = np.clip((grid - lo) / max(hi - lo, 1e-8), 0, 1)
+    return grid[0] if c == 1 else np.moveaxis(grid[:3], 0, -1)
+
+
+def _scatter(ax, pts: np.ndarray, color, size: float, label: str, alpha: float = 0.6) -> None:
+    ax.scatter(pts[:, 0], pts[:, 1], s=size, c=color, alpha=alpha, linewidths=0, label=label,
+               rasterized=True)
+
+
+def plot_samples(run: Run, out: str) -> str:
+    names = list(run.samples)
+    n = len(names)
+    cols = min(n, 4)
+    rows = int(np.ceil(n / cols))
+    ref = run.reference
+    points = [k for k in names if not _is_image(run.samples[k].x)]
+    width = 5.5 if cols == 1 else 4.5 if cols == 2 else 4.0
+    height = width
+    if points:
+        ref_pts = ref if ref is not None and not _is_image(ref) else None
+        xlim, ylim = _limits([ref_pts] + [run.samples[k].x for k in points])
+        height = _panel_height(xlim, ylim, width)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, (height + 0.8) * rows + 0.4),
+                             squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        s = run.samples[name]
+        metric = run.metrics.get(name, {})
+        items = [f"{m} {v:.3g}" for m, v in sorted(metric.items())]
+        sub = "\n".join("  ".join(items[i:i + 3]) for i in range(0, len(items), 3))
+        head = f"{name}" + (f" ({s.type})" if s.type and s.type != name else "")
+        head += f", nfe {s.nfe}" if s.nfe is not None else ""
+        ax.set_title(head + ("\n" + sub if sub else ""), fontsize=9)
+        if name not in points:
+            g = _image_grid(s.x)
+            ax.imshow(g, cmap="gray" if g.ndim == 2 else None)
+            ax.set_axis_off()
+            continue
+        size = max(1.0, min(6.0, 6000.0 / max(len(s.x), 1)))
+        if ref_pts is not None and _points(ref_pts).shape[1] == _points(s.x).shape[1]:
+            _scatter(ax, _points(ref_pts), REF_COLOR, size, f"reference ({len(ref)})", 0.5)
+        _scatter(ax, _points(s.x), SAMPLE_COLOR, size, f"samples ({len(s.x)})")
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        ax.set_aspect("equal", adjustable="box")
+        ax.tick_params(labelsize=7)
+        ax.legend(loc="upper right", fontsize=7, markerscale=3, framealpha=0.8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_axis_off()
+    fig.suptitle(f"{run.name}: samples vs reference", fontsize=11)
+    fig.tight_layout()
+    path = os.path.join(out, "samples.png")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_loss(run: Run, out: str) -> str:
+    step, loss = np.asarray(run.train_step), np.asarray(run.train_loss, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ok = np.isfinite(loss) & (loss > 0)
+    ax.plot(step[ok], loss[ok], color="tab:blue", lw=0.8, alpha=0.45 if ok.sum() > 40 else 1.0,
+            label="loss (mean of each logged window)")
+    if ok.sum() > 40:  # a running mean over ~5% of the points makes the trend readable
+        k = max(3, int(ok.sum() * 0.05))
+        smooth = np.convolve(loss[ok], np.ones(k) / k, mode="valid")
+        ax.plot(step[ok][k - 1:], smooth, color="tab:blue", lw=1.8, label=f"running mean of {k}")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss")
+    ax.grid(True, which="both", alpha=0.3)
+    final = f", final {loss[ok][-1]:.4g}" if ok.any() else ""
+    ax.set_title(f"{run.name}: training loss{final}", fontsize=11)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out, "loss.png")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_metrics(run: Run, out: str) -> str:
+    samplers = list(run.metrics)
+    metrics = sorted({m for d in run.metrics.values() for m in d})
+    n = len(metrics)
+    cols = min(n, 4)
+    rows = int(np.ceil(n / cols))
+    width = max(2.6, 0.6 * len(samplers) + 1.2)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.2 * rows), squeeze=False)
+    colors = plt.get_cmap("tab10")(np.arange(len(samplers)) % 10)
+    for ax, m in zip(axes.flat, metrics):
+        vals = [run.metrics[s].get(m, np.nan) for s in samplers]
+        bars = ax.bar(range(len(samplers)), vals, color=colors)
+        ax.bar_label(bars, labels=[f"{v:.3g}" for v in vals], fontsize=7)
+        ax.set_xticks(range(len(samplers)))
+        ax.set_xticklabels(samplers, rotation=30 if len(samplers) > 3 else 0, fontsize=8)
+        ax.set_title(m, fontsize=10)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.margins(y=0.15)
+    for ax in list(axes.flat)[n:]:
+        ax.set_axis_off()
+    fig.suptitle(f"{run.name}: metrics (lower is better)", fontsize=11)
+    fig.tight_layout()
+    path = os.path.join(out, "metrics.png")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_trajectory_gif(run: Run, name: str, out: str, hold: int = 4, fps: int = 4) -> str:
+    s = run.samples[name]
+    traj = s.trajectory
+    k = traj.shape[0]
+    times = s.trajectory_times
+    image = _is_image(traj[0])
+    if image:
+        fig, ax = plt.subplots(figsize=(4.2, 4.6))
+        art = ax.imshow(_image_grid(traj[0], 6), cmap="gray")
+        ax.set_axis_off()
+    else:
+        xlim, ylim = _limits([run.reference, s.x] + list(traj))
+        fig, ax = plt.subplots(figsize=(5.0, _panel_height(xlim, ylim, 5.0) + 0.6))
+        size = max(1.0, min(6.0, 6000.0 / max(traj.shape[1], 1)))
+        if run.reference is not None:
+            _scatter(ax, _points(run.reference), REF_COLOR, size, "reference", 0.35)
+        p0 = _points(traj[0])
+        art = ax.scatter(p0[:, 0], p0[:, 1], s=size, c=SAMPLE_COLOR, alpha=0.7, linewidths=0)
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        ax.set_aspect("equal", adjustable="box")
+        ax.tick_params(labelsize=7)
+    title = ax.set_title("", fontsize=10)
+    fig.tight_layout()
+
+    def frame(i: int):
+        i = min(i, k - 1)  # the last frame is held for `hold` extra frames
+        if image:
+            art.set_data(_image_grid(traj[i], 6))
+        else:
+            art.set_offsets(_points(traj[i]))
+        t = f"t = {times[i]:g}" if times is not None and i < len(times) else f"frame {i + 1}"
+        title.set_text(f"{run.name} / {name}: {t}  ({i + 1}/{k})")
+        return art, title
+
+    anim = animation.FuncAnimation(fig, frame, frames=k + hold, blit=False)
+    path = os.path.join(out, f"trajectory_{_safe(name)}.gif")
+    anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_all(run: Run, out: str) -> list:
+    os.makedirs(out, exist_ok=True)
+    written = []
+    if run.samples:
+        written.append(plot_samples(run, out))
+    else:
+        print(f"note: {run.path}: no /samples; skipping samples.png", file=sys.stderr)
+    if run.train_loss.size:
+        written.append(plot_loss(run, out))
+    else:
+        print(f"note: {run.path}: no /train/loss; skipping loss.png", file=sys.stderr)
+    if any(run.metrics.values()):
+        written.append(plot_metrics(run, out))
+    else:
+        print(f"note: {run.path}: no /metrics; skipping metrics.png", file=sys.stderr)
+    for name, s in run.samples.items():
+        if s.trajectory is not None and s.trajectory.ndim >= 2 and s.trajectory.shape[0] > 0:
+            written.append(plot_trajectory_gif(run, name, out))
+    return written
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Plot a diffusion toolkit results file.")
+    ap.add_argument("results", help="results file (.h5) written by runexp")
+    ap.add_argument("--out", help="output folder (default: <results>_plots next to the file)")
+    args = ap.parse_args(argv)
+    try:
+        run = load(args.results)
+    except ResultsError as e:
+        print(f"plot_results.py: error: {e}", file=sys.stderr)
+        return 1
+    if run.status != "complete":
+        why = f": {run.error}" if run.error else ""
+        print(f"warning: {args.results}: run status is '{run.status}'{why}; plotting what is there",
+              file=sys.stderr)
+    out = args.out or os.path.splitext(args.results)[0] + "_plots"
+    for path in plot_all(run, out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
