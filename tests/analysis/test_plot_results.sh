@@ -16,8 +16,8 @@ export PYTHONDONTWRITEBYTECODE=1  # keep __pycache__ out of the source tree
 [ -x "$py" ] || py=$(command -v python3)
 
 if ! "$py" -c "import h5py, numpy, matplotlib, PIL" 2>/dev/null; then
-  echo "SKIP: $py lacks h5py/numpy/matplotlib/PIL (run tools/install_deps.sh)" >&2
-  exit 77  # CTest's SKIP_RETURN_CODE
+  echo "FAIL: $py lacks h5py/numpy/matplotlib/PIL (run tools/install_deps.sh)" >&2
+  exit 1
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/test_plot_results.XXXXXX")
