@@ -82,6 +82,8 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
   ts.grad_clip = train.get_double("grad_clip", 0.0, Interval::at_least(0));
   ts.normalize = train.get_bool("normalize", true);
   ts.normalize_samples = train.get_int("normalize_samples", 20000, 2);
+  ts.checkpoint_every = train.get_int("checkpoint_every", std::max<std::int64_t>(1000, ts.steps / 10), 0);
+  ts.keep_checkpoints = train.get_int("keep_checkpoints", 2, 1);
   const auto opt_node = train.find("optimizer");
   const ConfigNode opt = opt_node ? *opt_node : train.at("optimizer");
   ex.optimizer = make_optimizer(opt, ex.network->parameters());

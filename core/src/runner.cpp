@@ -5,6 +5,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "diffusion/checkpoint.hpp"
 #include "diffusion/hdf5_io.hpp"
 #include "diffusion/progress.hpp"
 #include "diffusion/results.hpp"
@@ -68,12 +69,34 @@ Tensor first_rows(const Tensor& t, std::size_t n) {
   return r;
 }
 
+bool all_finite(const std::vector<Var>& params) {
+  for (const Var& p : params)
+    for (const float v : p.value())
+      if (!std::isfinite(v)) return false;
+  return true;
+}
+
 }  // namespace
 
 RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
   const auto t_start = Clock::now();
   RunResult result;
   result.out_path = opt.out_path;
+  const std::string ckpt_dir = opt.checkpoint_dir.empty() ? checkpoint_dir_for(opt.out_path) : opt.checkpoint_dir;
+  const bool resuming = !opt.resume_from.empty();
+  if (resuming && !opt.allow_config_change) {
+    // Before the results writer exists: a refused resume must not replace the interrupted
+    // run's file with a failed one.
+    const CheckpointInfo info = read_checkpoint_info(opt.resume_from);
+    if (info.config_hash != config_hash(ex.config)) {
+      const auto diffs = config_differences(Config::load_string(info.config_text, info.path), ex.config);
+      throw Error("checkpoint " + info.path + " was written with another config (" +
+                  (diffs.empty() ? std::string("config hash differs") : describe(diffs)) +
+                  "); pass --force to resume anyway");
+    }
+  }
+  // A fresh run owns its checkpoint folder: old checkpoints there belong to another history.
+  if (!resuming) remove_checkpoints(ckpt_dir);
   ResultsWriter out(opt.out_path);
   H5::Group f = out.root();
   write_attribute(f, "config", ex.config.dump());
@@ -101,8 +124,68 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
     Progress progress(log, ts.steps, opt.progress_bar);
     double window = 0, last_finite = 0;
     std::int64_t window_n = 0;
+    std::vector<std::int64_t> log_steps;  // the /train rows, kept for checkpoints
+    std::vector<double> log_losses;
+    std::int64_t start = 0;
+    if (resuming) {
+      TrainingState st;
+      read_checkpoint(opt.resume_from, st, *ex.network, ema.get(), *ex.optimizer);
+      // The two streams the loop draws from; every other stream is split from the master
+      // seed and is untouched by training, so it needs no saving.
+      data_rng.set_state(st.data_rng);
+      train_rng.set_state(st.train_rng);
+      window = st.window, window_n = st.window_n, last_finite = st.last_finite;
+      result.final_loss = st.final_loss;
+      for (std::size_t i = 0; i < st.log_steps.size(); ++i) out.append_train(st.log_steps[i], st.log_losses[i]);
+      log_steps = std::move(st.log_steps);
+      log_losses = std::move(st.log_losses);
+      start = step = st.step;
+      result.resumed_from_step = st.step;
+      result.checkpoint = opt.resume_from;
+      // Files newer than the one resumed from failed validation or belong to another future.
+      remove_checkpoints(ckpt_dir, st.step);
+      if (log) *log << "resumed from " << opt.resume_from << " at step " << st.step << "\n";
+    }
+    std::int64_t last_checkpoint = resuming ? start : -1;
+    const auto write_ckpt = [&](std::int64_t done) {
+      if (done == last_checkpoint) return;
+      // The loss is checked before each update, so an update can leave non-finite weights
+      // behind a finite loss; never store those, so the newest checkpoint is always usable.
+      if (!all_finite(params))
+        throw Error("training diverged: non-finite weights after step " + std::to_string(done) +
+                    (result.checkpoint.empty() ? std::string() : "; last good checkpoint " + result.checkpoint));
+      TrainingState st;
+      st.step = done;
+      st.data_rng = data_rng.state();
+      st.train_rng = train_rng.state();
+      st.window = window, st.window_n = window_n, st.last_finite = last_finite;
+      st.final_loss = result.final_loss;
+      st.log_steps = log_steps;
+      st.log_losses = log_losses;
+      result.checkpoint = write_checkpoint(ckpt_dir, st, *ex.network, ema.get(), *ex.optimizer, ex.config,
+                                           static_cast<int>(ts.keep_checkpoints));
+      last_checkpoint = done;
+    };
+    const auto stop_requested = [&] { return opt.stop && *opt.stop; };
+    // Interrupted: checkpoint, keep the weights in the results file, no samples or metrics.
+    const auto finish_interrupted = [&](std::int64_t done) {
+      write_ckpt(done);
+      // Samplers that finished before the stop left their groups; an interrupted file holds
+      // no samples at all, so no reader mistakes a partial set for the run's output.
+      if (h5_exists(f, "samples")) f.unlink("samples");
+      ex.network->save(h5_require_group(f, "model"));
+      if (ex.ema_network) ex.ema_network->save(h5_require_group(f, "ema"));
+      write_attribute(f, "steps_completed", done);
+      write_attribute(f, "checkpoint", result.checkpoint);
+      result.interrupted = true;
+      result.steps_completed = done;
+      result.total_seconds = seconds_since(t_start);
+      out.finish("interrupted");
+      if (log) *log << "interrupted after step " << done << "; checkpoint " << result.checkpoint << "\n";
+      return result;
+    };
     const auto t_train = Clock::now();
-    for (step = 0; step < ts.steps; ++step) {
+    for (; step < ts.steps; ++step) {
       ex.optimizer->set_lr(ts.schedule.lr_at(step));
       Tensor x0 = ex.dataset->sample(ts.batch_size, data_rng, conditional ? &labels : nullptr);
       norm.to_model(x0);
@@ -112,6 +195,7 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
         std::ostringstream msg;
         msg << "training diverged: loss is " << l << " at step " << step + 1
             << " (last finite loss " << last_finite << "); try a smaller learning rate";
+        if (!result.checkpoint.empty()) msg << "; last good checkpoint " << result.checkpoint;
         throw Error(msg.str());
       }
       last_finite = l;
@@ -124,12 +208,21 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
       ++window_n;
       if ((step + 1) % ts.log_every == 0 || step + 1 == ts.steps) {
         out.append_train(step + 1, window / window_n);
+        log_steps.push_back(step + 1);
+        log_losses.push_back(window / window_n);
         result.final_loss = window / window_n;
         window = 0;
         window_n = 0;
       }
       progress.update(step + 1, l);
+      const std::int64_t done = step + 1;
+      if (ts.checkpoint_every > 0 && done % ts.checkpoint_every == 0) write_ckpt(done);
+      if (stop_requested()) {
+        step = done;
+        break;
+      }
     }
+    if (stop_requested()) return finish_interrupted(step);
     progress.finish(ts.steps, result.final_loss);
     result.train_seconds = seconds_since(t_train);
     ex.network->save(h5_require_group(f, "model"));
@@ -174,6 +267,9 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
       write_attribute(g, "type", s.type);
       result.nfe[s.name] = model.nfe();
       samples[s.name] = std::move(x);
+      // Sampling can take long too; a stop request keeps the trained state as a checkpoint
+      // (a resume then only samples). Samples of this run are dropped: the file says interrupted.
+      if (stop_requested()) return finish_interrupted(step);
     }
     result.sample_seconds = seconds_since(t_sample);
 
@@ -195,6 +291,7 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
     write_attribute(f, "metric_seconds", result.metric_seconds);
     write_attribute(f, "total_seconds", result.total_seconds);
     write_attribute(f, "steps_completed", step);
+    result.steps_completed = step;
     out.finish("complete");
   } catch (const std::exception& e) {
     // Keep what was written, marked as failed, so the reason travels with the file.

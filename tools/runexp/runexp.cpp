@@ -2,14 +2,23 @@
 //
 //   runexp FILE.yaml [key.path=value ...] [--out PATH] [--seed N] [--plugins DIR]
 //          [--print-config] [--list]
+//   runexp --resume RUN.h5 [FILE.yaml] [key.path=value ...] [--force] [--out PATH]
+//
+// SIGINT/SIGTERM stop training cleanly: the current step finishes, a checkpoint is written, the
+// results file says status=interrupted, and the exit status is 130/143 (128 + signal).
+#include <signal.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include <boost/program_options.hpp>
 
+#include <diffusion/checkpoint.hpp>
 #include <diffusion/experiment.hpp>
 #include <diffusion/plugin_loader.hpp>
 #include <diffusion/runner.hpp>
@@ -23,6 +32,23 @@ namespace {
 struct UsageError : Error {
   using Error::Error;
 };
+
+/// The signal that asked us to stop (0: none). Only this is touched in the handler, which keeps
+/// it async-signal-safe; the training loop polls it once per step.
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  // One-shot: a second Ctrl-C (or SIGTERM) gets the default action and ends the process at
+  // once, for when the clean stop takes too long.
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
 
 template <class Reg>
 void list_kind(const Reg& reg) {
@@ -39,6 +65,9 @@ int run(int argc, char** argv) {
       ("seed", po::value<std::uint64_t>(), "override the experiment's seed")
       ("plugins", po::value<std::vector<std::string>>()->composing(),
        "also load the plugins in this folder (repeatable)")
+      ("resume", po::value<std::string>(), "continue the interrupted run whose results file is RUN.h5, "
+       "from the newest valid checkpoint in RUN.h5.ckpt/ (config from the checkpoint)")
+      ("force", "with --resume: accept a config that differs from the checkpoint's")
       ("print-config", "print the resolved configuration and exit")
       ("list", "list every registered component by kind, with its plugin, and exit");
   po::options_description hidden;
@@ -52,7 +81,8 @@ int run(int argc, char** argv) {
   po::notify(vm);
 
   if (vm.count("help")) {
-    std::cout << "usage: runexp FILE.yaml [key.path=value ...] [options]\n\n" << opts;
+    std::cout << "usage: runexp FILE.yaml [key.path=value ...] [options]\n"
+                 "       runexp --resume RUN.h5 [FILE.yaml] [key.path=value ...] [--force]\n\n" << opts;
     return 0;
   }
   load_plugin_dir(default_plugin_dir());
@@ -66,14 +96,41 @@ int run(int argc, char** argv) {
   }
 
   const auto args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  if (args.empty()) throw UsageError("no experiment file given (usage: runexp FILE.yaml [key=value ...])");
-  Config config = Config::load_file(args[0]);
-  for (std::size_t i = 1; i < args.size(); ++i) {
+  const bool resuming = vm.count("resume") > 0;
+  if (vm.count("force") && !resuming) throw UsageError("--force is only meaningful with --resume");
+  std::optional<CheckpointInfo> ckpt;
+  std::optional<Config> saved;  // the checkpoint's config
+  std::size_t first_override = 1;
+  if (resuming) {
+    const std::string run = vm["resume"].as<std::string>();
+    const std::string dir = checkpoint_dir_for(run);
+    std::vector<std::string> skipped;
+    ckpt = find_latest_checkpoint(dir, &skipped);
+    for (const auto& why : skipped) std::cerr << "runexp: skipping checkpoint " << why << "\n";
+    if (!ckpt) throw UsageError("--resume " + run + ": no valid checkpoint in " + dir);
+    // Named after the run, so a config without `name:` keeps the run's name.
+    saved = Config::load_string(ckpt->config_text,
+                                std::filesystem::path(run).stem().string() + ".ckpt-config");
+    // A file is optional on resume: without one, the checkpoint's config is the base.
+    first_override = !args.empty() && args[0].find('=') == std::string::npos ? 1 : 0;
+  } else if (args.empty()) {
+    throw UsageError("no experiment file given (usage: runexp FILE.yaml [key=value ...])");
+  }
+  Config config = first_override == 1 ? Config::load_file(args[0]) : *saved;
+  for (std::size_t i = first_override; i < args.size(); ++i) {
     if (args[i].find('=') == std::string::npos)
       throw UsageError("'" + args[i] + "' is neither an option nor a key.path=value override");
     config.apply_override(args[i]);
   }
   if (vm.count("seed")) config.apply_override("seed=" + std::to_string(vm["seed"].as<std::uint64_t>()));
+  if (resuming) {
+    // Resuming under another config would silently produce a run that matches neither.
+    const auto diffs = config_differences(*saved, config);
+    if (!diffs.empty() && !vm.count("force"))
+      throw UsageError("--resume: the config differs from the checkpoint's (" + ckpt->path + ") in " +
+                       describe(diffs) + "; pass --force to resume with the new config");
+    if (!diffs.empty()) std::cerr << "runexp: --force: resuming with a changed config: " << describe(diffs) << "\n";
+  }
   if (vm.count("print-config")) {
     // Compose first so the printed config is also a valid one.
     compose_experiment(config);
@@ -85,6 +142,8 @@ int run(int argc, char** argv) {
   std::string out;
   if (vm.count("out")) {
     out = vm["out"].as<std::string>();
+  } else if (resuming) {
+    out = vm["resume"].as<std::string>();  // the resumed run replaces the interrupted file
   } else {
     std::filesystem::create_directories("results");
     out = "results/" + ex.name + ".h5";
@@ -97,9 +156,22 @@ int run(int argc, char** argv) {
   ro.out_path = out;
   ro.log = &std::cerr;
   ro.progress_bar = ::isatty(STDERR_FILENO);
+  ro.stop = &g_stop_signal;
+  if (resuming) {
+    ro.resume_from = ckpt->path;
+    ro.allow_config_change = true;  // checked above, key by key (numbers by value)
+  }
+  install_stop_handlers();
   std::cerr << "runexp: " << ex.name << ": " << ex.network->num_parameters() << " parameters, "
             << ex.train.steps << " steps of " << ex.train.batch_size << "\n";
   const RunResult r = run_experiment(ex, ro);
+  if (r.interrupted) {
+    const int sig = g_stop_signal ? int(g_stop_signal) : SIGINT;
+    std::cout << "interrupted after step " << r.steps_completed << ": " << r.out_path
+              << " (status=interrupted), checkpoint " << r.checkpoint << "\n"
+              << "continue with: runexp --resume " << r.out_path << "\n";
+    return 128 + sig;
+  }
 
   std::cout << "results: " << r.out_path << "\n";
   std::cout << std::fixed << std::setprecision(2) << "time: train " << r.train_seconds

@@ -40,6 +40,10 @@ struct TrainSettings {
   double grad_clip = 0.0;            ///< max global gradient norm; 0: no clipping
   bool normalize = true;             ///< standardise data per coordinate for training
   std::int64_t normalize_samples = 20000;
+  /// Write a checkpoint (<out>.ckpt/step_<k>.h5) every this many steps; 0: only on interrupt.
+  /// Default max(1000, steps / 10): about ten per run, never more often than every 1000 steps.
+  std::int64_t checkpoint_every = 1000;
+  std::int64_t keep_checkpoints = 2;  ///< how many of the newest checkpoints to keep (>= 1)
   LrSchedule schedule;
 };
 

@@ -1,0 +1,262 @@
+// Checkpoints, interruption and --resume, end to end with the runexp binary:
+//   - SIGTERM mid-training: exit 143, the results file says interrupted, a checkpoint exists;
+//   - `runexp --resume` then ends bit-identical (samples, model, EMA, loss log) to a run that
+//     was never stopped;
+//   - a truncated newest checkpoint is skipped for the previous valid one, still bit-identical;
+//   - a config differing from the checkpoint's is refused naming the key; --force accepts it.
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <diffusion/checkpoint.hpp>
+#include <diffusion/hdf5_io.hpp>
+
+namespace fs = std::filesystem;
+using diffusion::Error;
+using diffusion::Tensor;
+
+namespace {
+
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& tag) {
+    std::string pattern = (fs::temp_directory_path() / ("diffusion-resume-" + tag + "-XXXXXX")).string();
+    if (!::mkdtemp(pattern.data())) throw Error("mkdtemp failed for " + pattern);
+    path_ = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+// Training takes about a second on an idle machine: long enough that SIGTERM, sent as soon as
+// the second checkpoint (step 400) appears, lands mid-training. Small but complete: EMA with
+// warm-up and a cosine schedule, so the EMA count and the schedule position must both be
+// restored for the samples to match; log_every does not divide checkpoint_every, so the
+// loss-window accumulators must be restored for /train/loss to match.
+const char* const kConfig =
+    "name: resume_test\n"
+    "seed: 3\n"
+    "dataset: {type: moons, noise: 0.05}\n"
+    "network: {type: mlp, hidden: [64, 64], activation: silu,\n"
+    "          time_embedding: {type: sinusoidal, dim: 16}}\n"
+    "sde:     {type: ddpm, timesteps: 1000, schedule: linear, beta_start: 1.0e-4, beta_end: 0.02}\n"
+    "loss:    {type: eps_mse}\n"
+    "train:   {steps: 4000, batch_size: 128, optimizer: {type: adam, lr: 1.0e-3},\n"
+    "          lr_schedule: {type: cosine}, ema: 0.999, log_every: 30, checkpoint_every: 200}\n"
+    "sampler: {type: ddim, steps: 20, eta: 0.0, n: 200}\n"
+    "metrics: [sliced_w2]\n";
+
+std::string runexp_path() { return std::string(DIFFUSION_BINARY_DIR) + "/bin/runexp"; }
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct Child {
+  int status = -1;  ///< exit code, -1 if it did not exit normally
+  std::string err;
+};
+
+/// Start runexp with stdout/stderr to files; returns its pid.
+pid_t spawn(const std::vector<std::string>& args, const std::string& log_prefix) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error("fork failed");
+  if (pid == 0) {
+    const int out = ::open((log_prefix + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = ::open((log_prefix + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int in = ::open("/dev/null", O_RDONLY);
+    ::dup2(out, 1), ::dup2(err, 2), ::dup2(in, 0);
+    std::vector<std::string> all{runexp_path()};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+/// Wait (at most 300 s, then SIGKILL) for pid.
+Child wait_for(pid_t pid, const std::string& log_prefix) {
+  Child c;
+  int raw = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (::waitpid(pid, &raw, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(300)) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &raw, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  c.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  c.err = read_text(log_prefix + ".err");
+  return c;
+}
+
+Child run(const std::vector<std::string>& args, const std::string& log_prefix) {
+  return wait_for(spawn(args, log_prefix), log_prefix);
+}
+
+struct H5Read {
+  explicit H5Read(const std::string& path) : file(path, H5F_ACC_RDONLY), root(file.openGroup("/")) {}
+  H5::H5File file;
+  H5::Group root;
+  std::string status() const { return diffusion::read_string_attribute(root, "status"); }
+};
+
+bool same_bytes(const Tensor& a, const Tensor& b) {
+  return diffusion::shape_of(a) == diffusion::shape_of(b) &&
+         std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// Samples, model, EMA and the loss log of two results files agree bit for bit.
+void require_same_run(const std::string& a_path, const std::string& b_path) {
+  const H5Read a(a_path), b(b_path);
+  REQUIRE(a.status() == "complete");
+  REQUIRE(b.status() == "complete");
+  for (const std::string group : {"samples/ddim", "model", "ema", "train"}) {
+    const auto ga = diffusion::h5_open_group(a.root, group), gb = diffusion::h5_open_group(b.root, group);
+    const auto names = diffusion::h5_dataset_names(ga);
+    REQUIRE(!names.empty());
+    REQUIRE(names == diffusion::h5_dataset_names(gb));
+    for (const auto& n : names) {
+      CAPTURE(group, n);
+      REQUIRE(same_bytes(diffusion::read_tensor(ga, n), diffusion::read_tensor(gb, n)));
+    }
+  }
+}
+
+void copy_run(const std::string& from, const std::string& to) {
+  fs::copy_file(from, to);
+  fs::copy(from + ".ckpt", to + ".ckpt", fs::copy_options::recursive);
+}
+
+/// One uninterrupted run and one stopped by SIGTERM, shared by the test cases.
+struct Shared {
+  ScratchDir dir{"shared"};
+  std::string yaml = dir / "x.yaml", ref = dir / "ref.h5", stopped = dir / "stopped.h5";
+  Child ref_run, stop_run;
+  std::int64_t stopped_at = -1;
+
+  Shared() {
+    std::ofstream(yaml) << kConfig;
+    ref_run = run({yaml, "--out", ref}, dir / "ref");
+    const std::string log = dir / "stopped";
+    const pid_t pid = spawn({yaml, "--out", stopped}, log);
+    // Stop mid-training, once the second periodic checkpoint (step 400) is there: whether the
+    // stop then lands on a checkpoint step or between two, two checkpoints exist afterwards
+    // (keep_checkpoints is 2), which the fallback test needs.
+    const auto t0 = std::chrono::steady_clock::now();
+    while (diffusion::list_checkpoints(diffusion::checkpoint_dir_for(stopped)).size() < 2 &&
+           std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ::kill(pid, SIGTERM);
+    stop_run = wait_for(pid, log);
+    if (fs::exists(stopped)) stopped_at = diffusion::read_int_attribute(H5Read(stopped).root, "steps_completed");
+  }
+};
+
+Shared& shared() {
+  static Shared s;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("resume: SIGTERM stops training cleanly and --resume matches an uninterrupted run",
+          "[e2e][resume]") {
+  Shared& s = shared();
+  CAPTURE(s.ref_run.err, s.stop_run.err);
+  REQUIRE(s.ref_run.status == 0);
+  REQUIRE(s.stop_run.status == 143);
+  REQUIRE(H5Read(s.stopped).status() == "interrupted");
+  CHECK(s.stopped_at >= 400);
+  CHECK(s.stopped_at < 4000);
+  // The interrupted file keeps the weights but no samples.
+  CHECK(diffusion::h5_exists(H5Read(s.stopped).root, "model"));
+  CHECK(!diffusion::h5_exists(H5Read(s.stopped).root, "samples"));
+  // The stop wrote a checkpoint of exactly the step it stopped at.
+  const auto ckpts = diffusion::list_checkpoints(diffusion::checkpoint_dir_for(s.stopped));
+  REQUIRE(!ckpts.empty());
+  CHECK(ckpts.back().first == s.stopped_at);
+  CHECK(ckpts.size() <= 2);  // keep_checkpoints defaults to 2
+
+  ScratchDir d("plain");
+  const std::string run_path = d / "r.h5";
+  copy_run(s.stopped, run_path);
+  const Child r = run({"--resume", run_path}, d / "resume");
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("resumed from") != std::string::npos);
+  require_same_run(s.ref, run_path);
+}
+
+TEST_CASE("resume: a truncated newest checkpoint falls back to the previous valid one",
+          "[e2e][resume]") {
+  Shared& s = shared();
+  REQUIRE(s.stop_run.status == 143);
+  ScratchDir d("trunc");
+  const std::string run_path = d / "r.h5";
+  copy_run(s.stopped, run_path);
+  const auto ckpts = diffusion::list_checkpoints(diffusion::checkpoint_dir_for(run_path));
+  REQUIRE(ckpts.size() == 2);
+  fs::resize_file(ckpts.back().second, fs::file_size(ckpts.back().second) / 2);
+  const Child r = run({"--resume", run_path}, d / "resume");
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("skipping checkpoint " + ckpts.back().second) != std::string::npos);
+  CHECK(r.err.find("at step " + std::to_string(ckpts.front().first)) != std::string::npos);
+  require_same_run(s.ref, run_path);
+}
+
+TEST_CASE("resume: a differing config is refused naming the key, and --force accepts it",
+          "[e2e][resume]") {
+  Shared& s = shared();
+  REQUIRE(s.stop_run.status == 143);
+  ScratchDir d("force");
+  const std::string run_path = d / "r.h5";
+  copy_run(s.stopped, run_path);
+
+  const Child refused = run({"--resume", run_path, "train.batch_size=64"}, d / "refused");
+  CAPTURE(refused.err);
+  CHECK(refused.status == 2);
+  CHECK(refused.err.find("train.batch_size (128 -> 64)") != std::string::npos);
+  CHECK(refused.err.find("--force") != std::string::npos);
+  CHECK(H5Read(run_path).status() == "interrupted");  // untouched
+
+  // The same file as the original run is no difference at all.
+  const Child same = run({"--resume", run_path, s.yaml, "--print-config"}, d / "same");
+  CHECK(same.status == 0);
+
+  const Child forced = run({"--resume", run_path, "train.steps=4100", "--force"}, d / "forced");
+  CAPTURE(forced.err);
+  REQUIRE(forced.status == 0);
+  CHECK(forced.err.find("train.steps") != std::string::npos);
+  const H5Read f(run_path);
+  CHECK(f.status() == "complete");
+  CHECK(diffusion::read_int_attribute(f.root, "steps_completed") == 4100);
+}
