@@ -1,7 +1,11 @@
 #include "diffusion/experiment.hpp"
 
 #include <filesystem>
+#include <functional>
+#include <limits>
 #include <set>
+
+#include "diffusion/hdf5_io.hpp"
 
 namespace diffusion {
 namespace {
@@ -53,6 +57,57 @@ LrSchedule make_schedule(const ConfigNode& train, double base_lr, std::int64_t s
   node->error("unknown lr_schedule type '" + type + "' (expected constant, cosine or warmup)");
 }
 
+/// `init:`: load the model (and EMA, and the data normaliser) of a results file into ex.
+/// Every failure is a ConfigError at the `init` key, naming the file.
+void load_init(Experiment& ex, const ConfigNode& node, const std::function<std::shared_ptr<Network>()>& make_network) {
+  const std::string path = ex.init;
+  if (path.empty()) node.fail("the path of a results file (.h5)");
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) node.error("init file " + path + " does not exist");
+  if (std::filesystem::is_directory(path, ec)) node.error("init file " + path + " is a folder, not a results file");
+  H5::Exception::dontPrint();
+  try {
+    if (!H5::H5File::isHdf5(path)) node.error("init file " + path + " is not an HDF5 results file");
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    const H5::Group root = file.openGroup("/");
+    if (!has_attribute(root, "config") || !h5_exists(root, "model") || !h5_exists(root, "data/mean") ||
+        !h5_exists(root, "data/std")) {
+      std::string status = has_attribute(root, "status") ? read_string_attribute(root, "status") : "";
+      node.error("init file " + path + " is not a results file with a trained model (" +
+                 (status.empty() ? std::string("no config, /model or /data/mean")
+                                 : "status=" + status + ", no /model or /data/mean") + ")");
+    }
+    // Module::load names the first parameter whose name or shape differs.
+    ex.network->load(h5_open_group(root, "model"));
+    const bool file_ema = h5_exists(root, "ema");
+    if (ex.ema_network) {
+      if (file_ema) {
+        ex.ema_network->load(h5_open_group(root, "ema"));
+        ex.init_ema = true;
+      } else {
+        ex.ema_network->copy_parameters_from(*ex.network);
+      }
+    } else if (file_ema && ex.train.steps == 0) {
+      ex.ema_network = make_network();
+      ex.ema_network->load(h5_open_group(root, "ema"));
+      ex.init_ema = true;
+    }
+    const Shape shape = ex.dataset->sample_shape();
+    const H5::Group data = h5_open_group(root, "data");
+    ex.init_mean = read_tensor(data, "mean", shape);
+    ex.init_std = read_tensor(data, "std", shape);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const H5::Exception& e) {
+    node.error("init file " + path + ": unreadable (" + e.getDetailMsg() + ")");
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    // Module::load's messages start with "<file>:<group>"; name the file once.
+    if (msg.rfind(path, 0) != 0) msg = path + ": " + msg;
+    node.error("init file " + msg + " (does the network match the one that was trained?)");
+  }
+}
+
 }  // namespace
 
 Experiment compose_experiment(const Config& config, Registries& regs) {
@@ -74,7 +129,24 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
 
   const ConfigNode train = root.at("train");
   TrainSettings& ts = ex.train;
-  ts.steps = train.get_int("steps", 1000, 1);
+  // `init: results/x.h5` (null: none) loads a trained model; with it train.steps may be 0.
+  const auto init_node = root.find("init");
+  const bool has_init = init_node && !init_node->is_null();
+  if (has_init) {
+    if (!init_node->is_scalar()) init_node->fail("the path of a results file (.h5)");
+    ex.init = root.get_string("init");
+  }
+  try {
+    ts.steps = train.get_int("steps", 1000, has_init ? 0 : 1);
+  } catch (const ConfigError&) {
+    bool zero = false;
+    try {
+      zero = train.get_int("steps", 1000, 0) == 0;
+    } catch (const ConfigError&) {
+    }
+    if (!zero) throw;
+    train.at("steps").error("expected an integer >= 1, got 0 (0 only with `init:`, to evaluate a trained model)");
+  }
   ts.batch_size = train.get_int("batch_size", 256, 1);
   ts.log_every = train.get_int("log_every", std::max<std::int64_t>(1, ts.steps / 100), 1);
   ts.ema_decay = train.get_double("ema", 0.0, Interval::half_open(0, 1));
@@ -87,15 +159,21 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
   const auto opt_node = train.find("optimizer");
   const ConfigNode opt = opt_node ? *opt_node : train.at("optimizer");
   ex.optimizer = make_optimizer(opt, ex.network->parameters());
-  ts.schedule = make_schedule(train, ex.optimizer->lr(), ts.steps);
-  if (ts.ema_decay > 0) {
+  // Without training the schedule is never used: check its keys but not against 0 steps.
+  ts.schedule = make_schedule(train, ex.optimizer->lr(),
+                              ts.steps > 0 ? ts.steps : std::numeric_limits<std::int64_t>::max());
+  const auto make_network = [&] {
     // A second network from the same node and the same init stream has the same structure.
     Rng ema_init = Rng(ex.seed).split("init");
     BuildContext ema_ctx = ctx;
     ema_ctx.rng = &ema_init;
-    ex.ema_network = regs.networks.create(net_node, ema_ctx);
+    return regs.networks.create(net_node, ema_ctx);
+  };
+  if (ts.ema_decay > 0) {
+    ex.ema_network = make_network();
     ex.ema_network->copy_parameters_from(*ex.network);
   }
+  if (has_init) load_init(ex, *init_node, make_network);
 
   // `sampler: {...}` for one, `samplers: [{...}, ...]` for several.
   std::vector<ConfigNode> sampler_nodes;

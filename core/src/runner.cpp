@@ -108,8 +108,14 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
     const Rng master(ex.seed);
     Rng data_rng = master.split("data"), train_rng = master.split("train");
     const Shape sample_shape = ex.dataset->sample_shape();
-    const Normalizer norm = Normalizer::fit(*ex.dataset, ex.train.normalize_samples,
-                                            ex.train.normalize, master.split("normalize"));
+    // With `init:` the model was trained in the coordinates of the init file's normaliser.
+    const Normalizer norm = !ex.init.empty()
+                                ? Normalizer{ex.init_mean, ex.init_std}
+                                : Normalizer::fit(*ex.dataset, ex.train.normalize_samples,
+                                                  ex.train.normalize, master.split("normalize"));
+    if (!ex.init.empty() && log && !resuming)
+      *log << "init: model" << (ex.init_ema ? " and EMA" : "") << " from " << ex.init
+           << (ex.train.steps == 0 ? " (no training)" : "") << "\n";
     H5::Group data_group = h5_require_group(f, "data");
     write_tensor(data_group, "mean", norm.mean);
     write_tensor(data_group, "std", norm.std);
@@ -119,7 +125,18 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
     std::vector<int> labels;
     const TrainSettings& ts = ex.train;
     std::unique_ptr<EMA> ema;
-    if (ex.ema_network) ema = std::make_unique<EMA>(*ex.network, ex.ema_network, ts.ema_decay, ts.ema_warmup);
+    if (ex.ema_network && ts.ema_decay > 0) {
+      // EMA starts as a copy of the model; an EMA loaded by `init:` is kept instead.
+      std::vector<Tensor> kept;
+      if (ex.init_ema)
+        for (const auto& e : ex.ema_network->named_state()) kept.push_back(e.second.value());
+      ema = std::make_unique<EMA>(*ex.network, ex.ema_network, ts.ema_decay, ts.ema_warmup);
+      const auto state = ex.ema_network->named_state();
+      for (std::size_t i = 0; i < kept.size(); ++i) {
+        Var v = state[i].second;
+        std::copy(kept[i].begin(), kept[i].end(), v.value().begin());
+      }
+    }
     const std::vector<Var> params = ex.network->parameters();
     Progress progress(log, ts.steps, opt.progress_bar);
     double window = 0, last_finite = 0;
@@ -223,7 +240,7 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
       }
     }
     if (stop_requested()) return finish_interrupted(step);
-    progress.finish(ts.steps, result.final_loss);
+    if (ts.steps > 0) progress.finish(ts.steps, result.final_loss);
     result.train_seconds = seconds_since(t_train);
     ex.network->save(h5_require_group(f, "model"));
     if (ex.ema_network) ex.ema_network->save(h5_require_group(f, "ema"));

@@ -3,6 +3,7 @@
 //   runexp FILE.yaml [key.path=value ...] [--out PATH] [--seed N] [--plugins DIR]
 //          [--print-config] [--list]
 //   runexp --resume RUN.h5 [FILE.yaml] [key.path=value ...] [--force] [--out PATH]
+//   runexp FILE.yaml -m key=a,b other=x,y [key.path=value ...] [--array-index I] [--dry-run]
 //
 // SIGINT/SIGTERM stop training cleanly: the current step finishes, a checkpoint is written, the
 // results file says status=interrupted, and the exit status is 130/143 (128 + signal).
@@ -11,7 +12,9 @@
 
 #include <csignal>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <optional>
@@ -22,6 +25,7 @@
 #include <diffusion/experiment.hpp>
 #include <diffusion/plugin_loader.hpp>
 #include <diffusion/runner.hpp>
+#include <diffusion/sweep.hpp>
 
 namespace po = boost::program_options;
 using namespace diffusion;
@@ -57,17 +61,151 @@ void list_kind(const Reg& reg) {
     std::cout << "  " << std::left << std::setw(20) << name << " (" << reg.origin(name) << ")\n";
 }
 
+void print_summary(const RunResult& r) {
+  std::cout << "results: " << r.out_path << "\n";
+  std::cout << std::fixed << std::setprecision(2) << "time: train " << r.train_seconds
+            << " s, sample " << r.sample_seconds << " s, metrics " << r.metric_seconds
+            << " s, total " << r.total_seconds << " s\n";
+  std::cout << std::setprecision(5) << "final loss: " << r.final_loss << "\n";
+  for (const auto& [sampler, metrics] : r.metrics) {
+    std::cout << sampler << " (nfe " << r.nfe.at(sampler) << "):";
+    for (const auto& [name, v] : metrics) std::cout << "  " << name << " " << v;
+    std::cout << "\n";
+  }
+  std::cout.unsetf(std::ios::floatfield);
+}
+
+std::string join_overrides(const std::vector<std::string>& overrides) {
+  std::string s;
+  for (const auto& o : overrides) s += (s.empty() ? "" : " ") + o;
+  return s.empty() ? "(none)" : s;
+}
+
+/// runexp -m: every override whose value has top-level commas is a sweep axis; the others apply
+/// to every point. Point p applies the arguments in their order, each axis replaced by its value
+/// for p, so a point's run is the run of `runexp FILE.yaml <those overrides>`.
+int run_sweep(const po::variables_map& vm, const std::vector<std::string>& args) {
+  if (args.empty()) throw UsageError("no experiment file given (usage: runexp FILE.yaml -m key=a,b ...)");
+  std::vector<SweepAxis> axes;
+  std::vector<long> axis_of(args.size(), -1);
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const auto eq = args[i].find('=');
+    if (eq == std::string::npos)
+      throw UsageError("'" + args[i] + "' is neither an option nor a key.path=value,... sweep spec");
+    if (args[i].find_first_not_of(" \t", eq + 1) == std::string::npos)
+      throw SweepError("sweep '" + args[i] + "': empty value list");
+    if (!is_sweep_spec(args[i])) continue;
+    axis_of[i] = long(axes.size());
+    axes.push_back(parse_sweep_spec(args[i]));
+  }
+  check_distinct_keys(axes);
+  const std::size_t n = sweep_size(axes);
+  std::vector<std::size_t> selected;
+  if (vm.count("array-index")) {
+    selected.push_back(parse_sweep_index(vm["array-index"].as<std::string>(), n, "--array-index"));
+  } else if (const char* task = std::getenv("SLURM_ARRAY_TASK_ID"); task && *task) {
+    selected.push_back(parse_sweep_index(task, n, "SLURM_ARRAY_TASK_ID"));
+  } else {
+    for (std::size_t p = 0; p < n; ++p) selected.push_back(p);
+  }
+  auto point_config = [&](std::size_t p) {
+    const auto overrides = sweep_point(axes, p);
+    Config c = Config::load_file(args[0]);
+    for (std::size_t i = 1; i < args.size(); ++i)
+      c.apply_override(axis_of[i] >= 0 ? overrides[std::size_t(axis_of[i])] : args[i]);
+    if (vm.count("seed")) c.apply_override("seed=" + std::to_string(vm["seed"].as<std::uint64_t>()));
+    if (vm.count("init")) c.apply_override("init=" + vm["init"].as<std::string>());
+    return c;
+  };
+  // Every selected point's config must compose before anything runs.
+  std::string name;
+  for (std::size_t p : selected) {
+    Config c = point_config(p);
+    Experiment ex = compose_experiment(c);
+    if (name.empty()) name = ex.name;
+    if (vm.count("print-config"))
+      std::cout << "# point " << p << ": " << join_overrides(sweep_point(axes, p)) << "\n" << c.dump() << "\n";
+  }
+  if (vm.count("print-config")) return 0;
+  const bool dry = vm.count("dry-run") > 0;
+  const std::string out = vm.count("out") ? vm["out"].as<std::string>() : "results/" + name + ".h5";
+  const std::filesystem::path out_dir = std::filesystem::path(out).parent_path();
+  if (vm.count("out") && !out_dir.empty() && !std::filesystem::is_directory(out_dir))
+    throw UsageError("--out " + out + ": folder " + out_dir.string() + " does not exist");
+  if (dry) {
+    std::cout << "sweep: " << n << " points, index " << sweep_index_path(out) << "\n";
+    for (std::size_t p : selected)
+      std::cout << p << "\t" << sweep_result_path(out, p) << "\t" << join_overrides(sweep_point(axes, p)) << "\n";
+    return 0;
+  }
+  if (!vm.count("out")) std::filesystem::create_directories("results");
+  {
+    // Written whole and renamed: array tasks may write the same (identical) index at once.
+    const std::string index = sweep_index_path(out);
+    const std::string tmp = index + ".tmp." + std::to_string(::getpid());
+    std::ofstream f(tmp, std::ios::binary);
+    f << format_sweep_index(axes, out);
+    f.close();
+    if (!f) throw Error("cannot write " + tmp);
+    std::filesystem::rename(tmp, index);
+  }
+  install_stop_handlers();
+  std::vector<std::size_t> failed;
+  for (std::size_t p : selected) {
+    const std::string overrides = join_overrides(sweep_point(axes, p));
+    const Config config = point_config(p);
+    Experiment ex = compose_experiment(config);
+    RunOptions ro;
+    ro.out_path = sweep_result_path(out, p);
+    ro.log = &std::cerr;
+    ro.progress_bar = ::isatty(STDERR_FILENO);
+    ro.stop = &g_stop_signal;
+    std::cerr << "runexp: sweep point " << p << " of " << n << " (" << overrides << "): " << ex.name << ", "
+              << ex.network->num_parameters() << " parameters, " << ex.train.steps << " steps of "
+              << ex.train.batch_size << "\n";
+    std::cout << "point " << p << ": " << overrides << "\n";
+    RunResult r;
+    try {
+      r = run_experiment(ex, ro);
+    } catch (const std::exception& e) {
+      std::cerr << "runexp: error: point " << p << ": " << e.what() << "\n";
+      failed.push_back(p);
+      continue;
+    }
+    if (r.interrupted) {
+      const int sig = g_stop_signal ? int(g_stop_signal) : SIGINT;
+      std::cout << "interrupted at point " << p << " after step " << r.steps_completed << ": " << r.out_path
+                << " (status=interrupted); continue with: runexp --resume " << r.out_path << "\n";
+      return 128 + sig;
+    }
+    print_summary(r);
+  }
+  std::cout << "sweep index: " << sweep_index_path(out) << "\n";
+  if (!failed.empty()) {
+    std::string list;
+    for (std::size_t p : failed) list += (list.empty() ? "" : ", ") + std::to_string(p);
+    std::cerr << "runexp: error: " << failed.size() << " of " << selected.size() << " sweep points failed: " << list << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 int run(int argc, char** argv) {
   po::options_description opts("Options");
   opts.add_options()
       ("help,h", "show this help")
       ("out,o", po::value<std::string>(), "results file (default: results/<name>.h5)")
       ("seed", po::value<std::uint64_t>(), "override the experiment's seed")
+      ("init", po::value<std::string>(), "load the trained model of this results file (same as init=PATH)")
       ("plugins", po::value<std::vector<std::string>>()->composing(),
        "also load the plugins in this folder (repeatable)")
       ("resume", po::value<std::string>(), "continue the interrupted run whose results file is RUN.h5, "
        "from the newest valid checkpoint in RUN.h5.ckpt/ (config from the checkpoint)")
       ("force", "with --resume: accept a config that differs from the checkpoint's")
+      ("multirun,m", "sweep: each key=a,b,... override (top-level commas) runs once per value, the "
+       "cartesian product (first key slowest), into <out stem>_<i>.h5 with <out stem>_index.tsv")
+      ("array-index", po::value<std::string>(), "with -m: run point I alone (default: $SLURM_ARRAY_TASK_ID if set)")
+      ("dry-run", "with -m: list the points (index, results file, overrides) and exit")
       ("print-config", "print the resolved configuration and exit")
       ("list", "list every registered component by kind, with its plugin, and exit");
   po::options_description hidden;
@@ -82,7 +220,9 @@ int run(int argc, char** argv) {
 
   if (vm.count("help")) {
     std::cout << "usage: runexp FILE.yaml [key.path=value ...] [options]\n"
-                 "       runexp --resume RUN.h5 [FILE.yaml] [key.path=value ...] [--force]\n\n" << opts;
+                 "       runexp --resume RUN.h5 [FILE.yaml] [key.path=value ...] [--force]\n"
+                 "       runexp FILE.yaml -m key=a,b other=x,y [key.path=value ...] [--array-index I] [--dry-run]\n\n"
+              << opts;
     return 0;
   }
   load_plugin_dir(default_plugin_dir());
@@ -98,6 +238,12 @@ int run(int argc, char** argv) {
   const auto args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   const bool resuming = vm.count("resume") > 0;
   if (vm.count("force") && !resuming) throw UsageError("--force is only meaningful with --resume");
+  if (vm.count("multirun")) {
+    if (resuming) throw UsageError("-m (sweep) cannot be combined with --resume; resume each point's file");
+    return run_sweep(vm, args);
+  }
+  if (vm.count("array-index") || vm.count("dry-run"))
+    throw UsageError(std::string(vm.count("dry-run") ? "--dry-run" : "--array-index") + " is only meaningful with -m");
   std::optional<CheckpointInfo> ckpt;
   std::optional<Config> saved;  // the checkpoint's config
   std::size_t first_override = 1;
@@ -123,6 +269,7 @@ int run(int argc, char** argv) {
     config.apply_override(args[i]);
   }
   if (vm.count("seed")) config.apply_override("seed=" + std::to_string(vm["seed"].as<std::uint64_t>()));
+  if (vm.count("init")) config.apply_override("init=" + vm["init"].as<std::string>());
   if (resuming) {
     // Resuming under another config would silently produce a run that matches neither.
     const auto diffs = config_differences(*saved, config);
@@ -195,6 +342,9 @@ int main(int argc, char** argv) {
     std::cerr << "runexp: error: " << e.what() << "\n";
     return 2;
   } catch (const UsageError& e) {
+    std::cerr << "runexp: error: " << e.what() << "\n";
+    return 2;
+  } catch (const SweepError& e) {
     std::cerr << "runexp: error: " << e.what() << "\n";
     return 2;
   } catch (const po::error& e) {

@@ -32,7 +32,7 @@ struct MetricSpec {
 
 /// The `train:` section.
 struct TrainSettings {
-  std::int64_t steps = 1000;
+  std::int64_t steps = 1000;         ///< 0 (only with `init:`): no training, sample the loaded model
   std::int64_t batch_size = 256;
   std::int64_t log_every = 100;      ///< rows of /train/loss: the mean loss of each window
   double ema_decay = 0.0;            ///< 0: no EMA
@@ -62,6 +62,17 @@ struct Experiment {
   std::vector<SamplerSpec> samplers;
   std::vector<MetricSpec> metrics;
   std::size_t reference_n = 0;            ///< reference samples for the metrics
+
+  /// `init: results/x.h5`: the results file the weights were loaded from ("" without init).
+  /// compose_experiment() loads /model into network and the normaliser into init_mean and
+  /// init_std (the runner uses these instead of fitting its own). EMA: with train.ema > 0,
+  /// ema_network starts from the file's /ema (from /model when the file has none); with
+  /// train.ema 0 and train.steps 0, ema_network is the file's /ema when it has one (so
+  /// samplers with use_ema sample with it); with train.ema 0 and steps > 0 the file's /ema,
+  /// stale once fine-tuning starts, is not used.
+  std::string init;
+  bool init_ema = false;                  ///< ema_network holds the file's /ema
+  Tensor init_mean, init_std;             ///< the file's /data/mean, /data/std
 };
 
 /// Build every component named by the config (plugins must be loaded already) and check the
