@@ -21,28 +21,15 @@
 
 #include <diffusion/hdf5_io.hpp>
 
+#include "scratch_dir.hpp"
+
 namespace fs = std::filesystem;
 using diffusion::Error;
 using diffusion::Tensor;
 
+using diffusion::testing::ScratchDir;
+
 namespace {
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (fs::temp_directory_path() / "diffusion-init-XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw Error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 const char* const kTrain =
     "name: init_test\n"
@@ -124,7 +111,7 @@ std::size_t count_lines(const std::string& s) {
 
 /// One trained run, shared by the test cases.
 struct Shared {
-  ScratchDir dir;
+  ScratchDir dir{"init"};
   std::string train_yaml = dir / "train.yaml", eval_yaml = dir / "eval.yaml", trained = dir / "trained.h5";
   Out train_run;
   Shared() {

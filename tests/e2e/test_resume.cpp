@@ -24,28 +24,15 @@
 #include <diffusion/checkpoint.hpp>
 #include <diffusion/hdf5_io.hpp>
 
+#include "scratch_dir.hpp"
+
 namespace fs = std::filesystem;
 using diffusion::Error;
 using diffusion::Tensor;
 
+using diffusion::testing::ScratchDir;
+
 namespace {
-
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& tag) {
-    std::string pattern = (fs::temp_directory_path() / ("diffusion-resume-" + tag + "-XXXXXX")).string();
-    if (!::mkdtemp(pattern.data())) throw Error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // Training takes about a second on an idle machine: long enough that SIGTERM, sent as soon as
 // the second checkpoint (step 400) appears, lands mid-training. Small but complete: EMA with

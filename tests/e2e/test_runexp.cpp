@@ -26,34 +26,17 @@
 #include <diffusion/config.hpp>
 #include <diffusion/hdf5_io.hpp>
 
+#include "scratch_dir.hpp"
+
 namespace fs = std::filesystem;
 using diffusion::Config;
 using diffusion::Error;
 using diffusion::Shape;
 using diffusion::Tensor;
 
+using diffusion::testing::ScratchDir;
+
 namespace {
-
-/// A fresh folder under the system temp dir, removed with everything in it.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& tag) {
-    std::string pattern = (fs::temp_directory_path() / ("diffusion-runexp-" + tag + "-XXXXXX")).string();
-    if (!::mkdtemp(pattern.data())) throw Error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const fs::path& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // The flagship (experiments/ddim_moons.yaml) line for line, so positions match it, with sizes
 // small enough for a run of about a second.

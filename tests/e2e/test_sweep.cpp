@@ -21,11 +21,15 @@
 #include <diffusion/hdf5_io.hpp>
 #include <diffusion/sweep.hpp>
 
+#include "scratch_dir.hpp"
+
 namespace fs = std::filesystem;
 using diffusion::Error;
 using diffusion::SweepAxis;
 using diffusion::SweepError;
 using diffusion::Tensor;
+
+using diffusion::testing::ScratchDir;
 
 namespace {
 
@@ -108,26 +112,6 @@ TEST_CASE("sweep: result and index paths, and the index file", "[e2e][sweep]") {
 }
 
 // ---- end to end -----------------------------------------------------------------------------
-
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& tag) {
-    std::string pattern = (fs::temp_directory_path() / ("diffusion-sweep-" + tag + "-XXXXXX")).string();
-    if (!::mkdtemp(pattern.data())) throw Error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const fs::path& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 const char* const kConfig =
     "name: sweep_test\n"
