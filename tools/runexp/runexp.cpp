@@ -320,16 +320,7 @@ int run(int argc, char** argv) {
     return 128 + sig;
   }
 
-  std::cout << "results: " << r.out_path << "\n";
-  std::cout << std::fixed << std::setprecision(2) << "time: train " << r.train_seconds
-            << " s, sample " << r.sample_seconds << " s, metrics " << r.metric_seconds
-            << " s, total " << r.total_seconds << " s\n";
-  std::cout << std::setprecision(5) << "final loss: " << r.final_loss << "\n";
-  for (const auto& [sampler, metrics] : r.metrics) {
-    std::cout << sampler << " (nfe " << r.nfe.at(sampler) << "):";
-    for (const auto& [name, v] : metrics) std::cout << "  " << name << " " << v;
-    std::cout << "\n";
-  }
+  print_summary(r);
   return 0;
 }
 
