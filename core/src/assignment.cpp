@@ -20,6 +20,21 @@ namespace {
 constexpr int kFree = -1;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+/// The smallest value across the SIMD lanes of `best` and its column in `best_at` (ties: the
+/// lowest column), as the scalar tail of a vectorised scan expects them.
+std::pair<double, int> lowest_lane(const xsimd::batch<double>& best, const xsimd::batch<double>& best_at) {
+  constexpr int L = static_cast<int>(xsimd::batch<double>::size);
+  double best_v[L], best_p[L];
+  best.store_unaligned(best_v);
+  best_at.store_unaligned(best_p);
+  double lowest = kInf;
+  int arg = kFree;
+  for (int l = 0; l < L; ++l)
+    if (best_v[l] < lowest || (best_v[l] == lowest && best_p[l] < arg))
+      lowest = best_v[l], arg = static_cast<int>(best_p[l]);
+  return {lowest, arg};
+}
+
 // The unscanned column nearest to the search tree, after relaxing one row's edges.
 struct Nearest {
   double dist;
@@ -68,14 +83,7 @@ class MatrixColumns {
       best_at = xsimd::select(lower, at, best_at);
       at = at + step;
     }
-    double best_v[L], best_p[L];
-    best.store_unaligned(best_v);
-    best_at.store_unaligned(best_p);
-    double lowest = kInf;
-    int arg = kFree;
-    for (int l = 0; l < L; ++l)
-      if (best_v[l] < lowest || (best_v[l] == lowest && best_p[l] < arg))
-        lowest = best_v[l], arg = static_cast<int>(best_p[l]);
+    auto [lowest, arg] = lowest_lane(best, best_at);
     for (; p < n_; ++p) {
       const double red = r[p] - v[p] - h;
       if (red < d[p]) d[p] = red, pred[p] = i;
@@ -155,14 +163,7 @@ class EuclideanColumns {
       best_at = xsimd::select(lower, at, best_at);
       at = at + step;
     }
-    double best_v[L], best_p[L];
-    best.store_unaligned(best_v);
-    best_at.store_unaligned(best_p);
-    double lowest = kInf;
-    int arg = kFree;
-    for (int l = 0; l < L; ++l)
-      if (best_v[l] < lowest || (best_v[l] == lowest && best_p[l] < arg))
-        lowest = best_v[l], arg = static_cast<int>(best_p[l]);
+    auto [lowest, arg] = lowest_lane(best, best_at);
     for (; p < rem; ++p) {
       const double r = cost(i, p) - v[p] - h;
       if (r < d[p]) d[p] = r, pred[p] = i;
