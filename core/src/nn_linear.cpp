@@ -57,12 +57,12 @@ Linear::Linear(std::size_t in_features, std::size_t out_features, bool bias, Rng
   if (bias) bias_ = register_parameter("bias", Var(std::move(b)));
 }
 
-Var Linear::forward(const Var& x) const {
+Var Linear::forward(const Var& x, Activation act) const {
   const Shape xs = x.shape();
   if (xs.empty() || xs.back() != in_)
     throw Error("Linear(" + std::to_string(in_) + " -> " + std::to_string(out_) +
                 "): input of shape " + shape_str(xs) + " needs last dimension " + std::to_string(in_));
-  return linear(x, weight_, bias_);
+  return linear(x, weight_, bias_, act);
 }
 
 }  // namespace diffusion

@@ -18,8 +18,8 @@ MLP::MLP(const std::vector<std::size_t>& widths, Activation activation, Rng& rng
 Var MLP::forward(const Var& x) const {
   Var h = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    h = layers_[i]->forward(h);
-    if (i + 1 < layers_.size()) h = apply(activation_, h);  // no activation on the output
+    // No activation on the output layer; the hidden ones are fused into the linear op.
+    h = layers_[i]->forward(h, i + 1 < layers_.size() ? activation_ : Activation::identity);
   }
   return h;
 }

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "diffusion/autodiff.hpp"
+#include "fast_math.hpp"
 
 namespace diffusion {
 namespace {
@@ -152,52 +153,33 @@ Var pointwise(const Var& a, const char* op, F f, D d) {
                      [d](Node& self) { pointwise_backward(self, d); });
 }
 
-// exp(x) in float after Cephes' expf: x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial
-// for e^r, and 2^n written into exponent bits (as two factors, so n = 128 and the subnormal
-// range come out right). Within 2 ulp of std::exp, inf/0/NaN where it gives them.
-// Why not std::exp: a libm call keeps every loop that makes it scalar, and silu/sigmoid were a
-// third of a small MLP's training step. Why bit masks rather than clamping x or `x > 89 ? inf :
-// y`: GCC threads those branches (or sinks the arithmetic into them) and then refuses to
-// vectorise the loop; with integer min/max and masks it vectorises to 8 lanes (~7x std::exp).
-inline float fast_exp(float x) {
-  // Round x/ln2 to an integer by adding 1.5 * 2^23: the sum's low mantissa bits hold it.
-  const float t = x * 1.44269504088896341f + 12582912.0f;
-  const float n = t - 12582912.0f;
-  std::int32_t k;
-  std::memcpy(&k, &t, sizeof k);
-  k -= 0x4B400000;
-  float r = x - n * 0.693359375f;  // ln2 split in two so that n ln2 is exact
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  k = k > 128 ? 128 : k;  // beyond these the product overflows to inf or underflows to 0
-  k = k < -160 ? -160 : k;
-  const std::int32_t k1 = k >> 1, k2 = k - k1;
-  const std::int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
-  float s1, s2;
-  std::memcpy(&s1, &b1, sizeof s1);
-  std::memcpy(&s2, &b2, sizeof s2);
-  const float y = p * s1 * s2;
-  // |x| so large that the rounding trick fails: force inf or 0 (NaN falls through as NaN).
-  std::int32_t yb;
-  std::memcpy(&yb, &y, sizeof yb);
-  const std::int32_t hi = -static_cast<std::int32_t>(x > 89.0f);
-  const std::int32_t lo = -static_cast<std::int32_t>(x < -104.0f);
-  yb = (yb & ~(hi | lo)) | (0x7F800000 & hi);
-  float out;
-  std::memcpy(&out, &yb, sizeof out);
-  return out;
+// An activation op through the shared kernels of fast_math (also used by the fused linear).
+Var activation(const Var& a, Activation act, const char* op) {
+  const Tensor& x = a.value();
+  Tensor y = Tensor::from_shape(x.shape());
+  fast::activate(act, x.data(), y.data(), x.size());
+  return make_result(std::move(y), op, {a}, [act](Node& self) {
+    Node* in = grad_input(self, 0);
+    if (!in) return;
+    Tensor gx = Tensor::from_shape(self.value.shape());
+    fast::activate_backward(act, self.grad.data(), in->value.data(), self.value.data(), gx.data(),
+                            gx.size());
+    give_grad(*in, std::move(gx));
+  });
 }
 
-inline float sigmoid_of(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
-
-constexpr float kInvSqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+// sin (quadrant 0) or cos (quadrant 1) of every element: the vectorised kernel, then libm for
+// the rare arguments beyond its range.
+Tensor trig(const Tensor& x, std::int32_t quadrant) {
+  Tensor y = Tensor::from_shape(x.shape());
+  const float* px = x.data();
+  float* py = y.data();
+  const std::size_t n = x.size();
+  for (std::size_t i = 0; i < n; ++i) py[i] = fast::sin_quadrant(px[i], quadrant);
+  for (std::size_t i = 0; i < n; ++i)
+    if (!(std::fabs(px[i]) <= fast::kTrigMaxArg)) py[i] = quadrant ? std::cos(px[i]) : std::sin(px[i]);
+  return y;
+}
 
 }  // namespace
 
@@ -271,7 +253,7 @@ Var mul(const Var& a, float b) {
 // ---- Pointwise functions ----
 
 Var exp(const Var& a) {
-  return pointwise(a, "exp", [](float x) { return fast_exp(x); },
+  return pointwise(a, "exp", [](float x) { return fast::exp(x); },
                    [](float, float y) { return y; });
 }
 
@@ -301,54 +283,47 @@ Var abs(const Var& a) {
 }
 
 Var sin(const Var& a) {
-  return pointwise(a, "sin", [](float x) { return std::sin(x); },
-                   [](float x, float) { return std::cos(x); });
+  return make_result(trig(a.value(), 0), "sin", {a}, [](Node& self) {
+    Node* in = grad_input(self, 0);
+    if (!in) return;
+    Tensor d = trig(in->value, 1);  // cos x
+    float* pd = d.data();
+    const float* g = self.grad.data();
+    for (std::size_t i = 0, n = d.size(); i < n; ++i) pd[i] *= g[i];
+    give_grad(*in, std::move(d));
+  });
 }
 
 Var cos(const Var& a) {
-  return pointwise(a, "cos", [](float x) { return std::cos(x); },
-                   [](float x, float) { return -std::sin(x); });
+  return make_result(trig(a.value(), 1), "cos", {a}, [](Node& self) {
+    Node* in = grad_input(self, 0);
+    if (!in) return;
+    Tensor d = trig(in->value, 0);  // sin x
+    float* pd = d.data();
+    const float* g = self.grad.data();
+    for (std::size_t i = 0, n = d.size(); i < n; ++i) pd[i] *= -g[i];
+    give_grad(*in, std::move(d));
+  });
 }
 
-Var tanh(const Var& a) {
-  return pointwise(a, "tanh", [](float x) { return std::tanh(x); },
-                   [](float, float y) { return 1.0f - y * y; });
-}
+Var tanh(const Var& a) { return activation(a, Activation::tanh, "tanh"); }
 
 Var sigmoid(const Var& a) {
   // 1/(1+exp(-x)) saturates cleanly in float: exp overflows to inf and the result is 0.
-  return pointwise(a, "sigmoid", [](float x) { return sigmoid_of(x); },
-                   [](float, float y) { return y * (1.0f - y); });
+  return activation(a, Activation::sigmoid, "sigmoid");
 }
 
-Var relu(const Var& a) {
-  return pointwise(a, "relu", [](float x) { return x > 0.0f ? x : 0.0f; },
-                   [](float x, float) { return x > 0.0f ? 1.0f : 0.0f; });
-}
+Var relu(const Var& a) { return activation(a, Activation::relu, "relu"); }
 
-Var silu(const Var& a) {
-  // d/dx x s(x) = s (1 + x (1 - s)); s is recomputed rather than stored.
-  return pointwise(a, "silu", [](float x) { return x * sigmoid_of(x); },
-                   [](float x, float) {
-                     const float s = sigmoid_of(x);
-                     return s * (1.0f + x * (1.0f - s));
-                   });
-}
+Var silu(const Var& a) { return activation(a, Activation::silu, "silu"); }
 
-Var gelu(const Var& a) {
-  // x Phi(x); derivative Phi(x) + x phi(x).
-  return pointwise(a, "gelu", [](float x) { return 0.5f * x * (1.0f + std::erf(x * kInvSqrt2)); },
-                   [](float x, float) {
-                     const float cdf = 0.5f * (1.0f + std::erf(x * kInvSqrt2));
-                     return cdf + x * kInvSqrt2Pi * fast_exp(-0.5f * x * x);
-                   });
-}
+Var gelu(const Var& a) { return activation(a, Activation::gelu, "gelu"); }
 
 Var softplus(const Var& a) {
   // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): never overflows, exact for large |x|.
   return pointwise(a, "softplus",
                    [](float x) { return std::fmax(x, 0.0f) + std::log1p(std::exp(-std::fabs(x))); },
-                   [](float x, float) { return sigmoid_of(x); });
+                   [](float x, float) { return fast::sigmoid(x); });
 }
 
 }  // namespace diffusion

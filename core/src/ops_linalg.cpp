@@ -8,12 +8,54 @@
 #include <utility>
 
 #include "diffusion/autodiff.hpp"
+#include "diffusion/parallel.hpp"
+#include "fast_math.hpp"
 
 namespace diffusion {
 namespace {
 
-// Row-major C (m x n) = alpha op(A) op(B) + beta C, where op transposes when asked.
+// One row-major sgemm: C (m x n) = op(A) op(B) + beta C with explicit leading dimensions.
+void sgemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
+           std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+           std::size_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+}
+
+// How products are cut into blocks for the threads. The cut depends on the shape only, never
+// on the thread count: OpenBLAS's rounding depends on the shape of each call (its kernels for
+// small and large products sum in different orders), so a cut by thread count would make the
+// results depend on DIFFUSION_THREADS. With one thread the same blocks simply run in turn.
+constexpr std::size_t kBlockMacs = std::size_t{1} << 20;  // ~30 us of sgemm per block at least
+constexpr std::size_t kMaxBlocks = 16;
+
+// Length of the blocks (a multiple of 16, whole kernel tiles, at most max_len) that cut
+// `extent` rows or columns of a product of `macs` multiply-adds.
+std::size_t block_length(std::size_t extent, std::size_t macs, std::size_t max_len) {
+  const std::size_t blocks = std::clamp<std::size_t>((macs + kBlockMacs - 1) / kBlockMacs, 1,
+                                                     kMaxBlocks);
+  const std::size_t len = ((extent + blocks - 1) / blocks + 15) / 16 * 16;
+  return std::min(std::max<std::size_t>(len, 1), std::max<std::size_t>(max_len, 16));
+}
+
+// fn(lo, len) over the blocks [lo, lo + len) that cut [0, extent), spread over the threads.
+template <class Fn>
+void for_blocks(std::size_t extent, std::size_t block, const Fn& fn) {
+  if (block >= extent) {
+    if (extent > 0) fn(std::size_t{0}, extent);
+    return;
+  }
+  parallel_for((extent + block - 1) / block, [&](std::size_t i) {
+    const std::size_t lo = i * block;
+    fn(lo, std::min(block, extent - lo));
+  });
+}
+
+// Row-major C (m x n) = op(A) op(B) + beta C, where op transposes when asked.
 // BLAS leaves C untouched when k == 0, so the beta == 0 case is zeroed here.
+// Large products are cut along whichever of m and n is larger; each block is an ordinary sgemm
+// on slices of A or B.
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
           const float* b, float beta, float* c) {
   if (m == 0 || n == 0) return;
@@ -21,11 +63,23 @@ void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const f
     if (beta == 0.0f) std::fill(c, c + m * n, 0.0f);
     return;
   }
-  const int lda = static_cast<int>(ta ? m : k);
-  const int ldb = static_cast<int>(tb ? k : n);
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a, lda, b, ldb,
-              beta, c, static_cast<int>(n));
+  const std::size_t lda = ta ? m : k, ldb = tb ? k : n;
+  if (m >= n)  // rows lo.. of C come from rows lo.. of op(A)
+    for_blocks(m, block_length(m, m * n * k, m), [&](std::size_t lo, std::size_t len) {
+      sgemm(ta, tb, len, n, k, ta ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * n, n);
+    });
+  else  // columns lo.. of C come from columns lo.. of op(B)
+    for_blocks(n, block_length(n, m * n * k, n), [&](std::size_t lo, std::size_t len) {
+      sgemm(ta, tb, m, len, k, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta, c + lo, n);
+    });
+}
+
+// fn(lo, len) over blocks of rows covering [0, rows), cut as gemm cuts a product with
+// work_per_row multiply-adds per row, and at most 256 rows so that a block's output stays in
+// cache for whatever fn does after its product.
+template <class Fn>
+void for_row_blocks(std::size_t rows, std::size_t work_per_row, const Fn& fn) {
+  for_blocks(rows, block_length(rows, rows * work_per_row, 256), fn);
 }
 
 // How a matmul's operands map onto sgemm calls: `batches` products of (m, k) @ (k, n). When b
@@ -84,6 +138,10 @@ Var matmul(const Var& a, const Var& b) {
 }
 
 Var linear(const Var& x, const Var& weight, const Var& bias) {
+  return linear(x, weight, bias, Activation::identity);
+}
+
+Var linear(const Var& x, const Var& weight, const Var& bias, Activation act) {
   const Tensor& xv = x.value();
   const Tensor& wv = weight.value();
   const Shape xs = shape_of(xv), ws = shape_of(wv);
@@ -97,38 +155,61 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
   Shape os = xs;
   os.back() = outf;
   Tensor y = Tensor::from_shape(os);
+  // Backward needs the pre-activation z; without a graph it is computed in place in y.
+  const bool fused = act != Activation::identity;
+  const bool record = grad_enabled() && (x.requires_grad() || weight.requires_grad() ||
+                                         (bias.defined() && bias.requires_grad()));
+  Tensor z = fused && record ? Tensor::from_shape(os) : Tensor();
+  float* pz = fused && record ? z.data() : y.data();
   float* py = y.data();
-  // Pre-fill the rows with the bias so a single sgemm with beta = 1 adds x W^T to it.
-  if (bias.defined()) {
-    const float* pb = bias.value().data();
-    for (std::size_t r = 0; r < rows; ++r) std::copy(pb, pb + outf, py + r * outf);
-  }
-  gemm(false, true, rows, outf, in, xv.data(), wv.data(), bias.defined() ? 1.0f : 0.0f, py);
-  return make_result(std::move(y), "linear", {x, weight, bias},
-                     [rows, in, outf](Node& self) {
-                       const float* g = self.grad.data();
-                       if (Node* nx = grad_input(self, 0)) {  // dX = dY W
-                         Tensor gx = Tensor::from_shape(nx->value.shape());
-                         gemm(false, false, rows, in, outf, g, self.inputs[1]->value.data(), 0.0f,
-                              gx.data());
-                         give_grad(*nx, std::move(gx));
-                       }
-                       if (Node* nw = grad_input(self, 1)) {  // dW = dY^T X
-                         Tensor gw = Tensor::from_shape(nw->value.shape());
-                         gemm(true, false, outf, in, rows, g, self.inputs[0]->value.data(), 0.0f,
-                              gw.data());
-                         give_grad(*nw, std::move(gw));
-                       }
-                       if (Node* nb = grad_input(self, 2)) {  // db = column sums of dY
-                         Tensor gb = zeros({outf});
-                         float* pb = gb.data();
-                         for (std::size_t r = 0; r < rows; ++r) {
-                           const float* gr = g + r * outf;
-                           for (std::size_t j = 0; j < outf; ++j) pb[j] += gr[j];
-                         }
-                         give_grad(*nb, std::move(gb));
-                       }
-                     });
+  const float* pb = bias.defined() ? bias.value().data() : nullptr;
+  for_row_blocks(rows, in * outf, [&](std::size_t lo, std::size_t len) {
+    float* zr = pz + lo * outf;
+    // Rows pre-filled with the bias, so one sgemm with beta = 1 adds x W^T to it.
+    if (pb)
+      for (std::size_t r = 0; r < len; ++r) std::copy(pb, pb + outf, zr + r * outf);
+    sgemm(false, true, len, outf, in, xv.data() + lo * in, in, wv.data(), in, pb ? 1.0f : 0.0f,
+          zr, outf);
+    if (fused) fast::activate(act, zr, py + lo * outf, len * outf);
+  });
+  return make_result(
+      std::move(y), "linear", {x, weight, bias},
+      [rows, in, outf, act, z = std::move(z)](Node& self) {
+        // dZ = dY f'(z), then the affine map's gradients from dZ.
+        const float* g = self.grad.data();
+        Tensor gz_store;
+        if (act != Activation::identity) {
+          gz_store = Tensor::from_shape(self.value.shape());
+          float* gz = gz_store.data();
+          const float* pz = z.data();
+          const float* py = self.value.data();
+          // An activation's derivative costs about as much as 32 multiply-adds per element.
+          for_row_blocks(rows, 32 * outf, [&](std::size_t lo, std::size_t len) {
+            const std::size_t o = lo * outf;
+            fast::activate_backward(act, g + o, pz + o, py + o, gz + o, len * outf);
+          });
+          g = gz;
+        }
+        if (Node* nx = grad_input(self, 0)) {  // dX = dZ W
+          Tensor gx = Tensor::from_shape(nx->value.shape());
+          gemm(false, false, rows, in, outf, g, self.inputs[1]->value.data(), 0.0f, gx.data());
+          give_grad(*nx, std::move(gx));
+        }
+        if (Node* nw = grad_input(self, 1)) {  // dW = dZ^T X
+          Tensor gw = Tensor::from_shape(nw->value.shape());
+          gemm(true, false, outf, in, rows, g, self.inputs[0]->value.data(), 0.0f, gw.data());
+          give_grad(*nw, std::move(gw));
+        }
+        if (Node* nb = grad_input(self, 2)) {  // db = column sums of dZ
+          Tensor gb = zeros({outf});
+          float* pb = gb.data();
+          for (std::size_t r = 0; r < rows; ++r) {
+            const float* gr = g + r * outf;
+            for (std::size_t j = 0; j < outf; ++j) pb[j] += gr[j];
+          }
+          give_grad(*nb, std::move(gb));
+        }
+      });
 }
 
 }  // namespace diffusion

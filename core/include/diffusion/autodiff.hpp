@@ -127,6 +127,10 @@ inline Var operator*(const Var& a, float b) { return mul(a, b); }
 inline Var operator*(float a, const Var& b) { return mul(b, a); }
 inline Var operator/(const Var& a, float b) { return mul(a, 1.0f / b); }
 
+/// Pointwise nonlinearities (the ops below), for layers that take one by name and for the
+/// fused linear op.
+enum class Activation { relu, silu, gelu, tanh, sigmoid, identity };
+
 // ---- Linear algebra ----
 /// Matrix product. 2-D: (M, K) @ (K, N) -> (M, N). Batched: (..., M, K) @ (..., K, N) with
 /// equal leading dimensions -> (..., M, N). Uses BLAS sgemm.
@@ -134,6 +138,9 @@ Var matmul(const Var& a, const Var& b);
 /// Fused affine map y = x W^T + b, as torch.nn.functional.linear: x (N, in), W (out, in),
 /// b (out) or undefined.
 Var linear(const Var& x, const Var& weight, const Var& bias);
+/// act(linear(x, weight, bias)) as one op: the activation is applied to each block of rows as
+/// the product finishes it (while it is in cache), and its derivative folded into backward.
+Var linear(const Var& x, const Var& weight, const Var& bias, Activation act);
 
 // ---- Reductions ----
 /// Sum over the given axes (negative counts from the end); all axes if empty.

@@ -35,8 +35,8 @@ class Linear : public Module {
  public:
   Linear(std::size_t in_features, std::size_t out_features, bool bias, Rng& rng,
          Init init = Init::torch_default);
-  /// x of shape (..., in) -> (..., out), via the fused `linear` op.
-  Var forward(const Var& x) const;
+  /// x of shape (..., in) -> act(x W^T + b) of shape (..., out), via the fused `linear` op.
+  Var forward(const Var& x, Activation act = Activation::identity) const;
 
   std::size_t in_features() const { return in_; }
   std::size_t out_features() const { return out_; }
@@ -51,8 +51,6 @@ class Linear : public Module {
 
 // ---- Activations ----
 
-/// Pointwise nonlinearities.
-enum class Activation { relu, silu, gelu, tanh, sigmoid, identity };
 /// "relu", "silu" (alias "swish"), "gelu", "tanh", "sigmoid", "identity" (alias "none");
 /// an unknown name throws an Error listing the choices.
 Activation parse_activation(const std::string& name);
