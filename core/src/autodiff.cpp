@@ -3,7 +3,7 @@
 #include "diffusion/autodiff.hpp"
 
 #include <algorithm>
-#include <unordered_set>
+#include <atomic>
 
 namespace diffusion {
 namespace {
@@ -53,7 +53,7 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
                   shape_str(shape));
   }
   // Strides of the target (row-major), zero on reduced dimensions.
-  std::vector<std::size_t> tstride(rank, 0);
+  Shape tstride(rank, 0);
   std::size_t s = 1;
   for (std::size_t i = rank; i-- > 0;) {
     tstride[i] = target[i] == 1 ? 0 : s;
@@ -64,7 +64,7 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   const float* p = g.data();
   const std::size_t inner = gs[rank - 1];
   const bool inner_kept = target[rank - 1] != 1;
-  std::vector<std::size_t> idx(rank, 0);
+  Shape idx(rank, 0);
   const std::size_t n_rows = numel(gs) / std::max<std::size_t>(inner, 1);
   for (std::size_t row = 0; row < n_rows; ++row) {
     std::size_t base = 0;
@@ -126,7 +126,12 @@ std::size_t normalize_axis(int axis, const Shape& s, const char* op) {
   return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
 }
 
-Var::Var(Tensor value, bool requires_grad) : node_(std::make_shared<Node>()) {
+std::shared_ptr<Node> new_node() {
+  // Node and shared_ptr control block in one pooled block.
+  return std::allocate_shared<Node>(PoolAllocator<Node>());
+}
+
+Var::Var(Tensor value, bool requires_grad) : node_(new_node()) {
   node_->value = std::move(value);
   node_->requires_grad = requires_grad;
 }
@@ -186,22 +191,35 @@ void Var::backward() const {
 
 void Var::backward(const Tensor& seed) const {
   Node& root = checked(node_);
-  if (shape_of(seed) != shape_of(root.value))
+  if (seed.shape() != root.value.shape())
     throw Error("backward: seed shape " + shape_str(seed) + " differs from value shape " +
                 shape_str(root.value));
   if (!root.requires_grad)
     throw Error(std::string("backward: result of ") + root.op +
                 " does not require grad (no parameter in its graph, or built under NoGradScope)");
-  // Iterative post-order DFS gives a topological order without recursion.
-  std::vector<Node*> order;
-  std::unordered_set<Node*> visited;
-  std::vector<std::pair<Node*, std::size_t>> stack{{&root, 0}};
-  visited.insert(&root);
+  // Iterative post-order DFS gives a topological order without recursion. Nodes are marked
+  // with this pass's number instead of kept in a set, and the work lists are reused across
+  // passes, so a backward pass allocates nothing once warm.
+  static std::atomic<std::uint64_t> passes{0};
+  const std::uint64_t pass = ++passes;
+  // One order per nesting level: a backward function may itself run a backward pass.
+  thread_local std::vector<std::vector<Node*>> orders;
+  thread_local std::size_t depth = 0;
+  thread_local std::vector<std::pair<Node*, std::size_t>> stack;
+  if (orders.size() <= depth) orders.resize(depth + 1);
+  std::vector<Node*>& order = orders[depth];
+  order.clear();
+  stack.clear();
+  stack.push_back({&root, 0});
+  root.visit = pass;
   while (!stack.empty()) {
     auto& [node, next] = stack.back();
     if (next < node->inputs.size()) {
       Node* child = node->inputs[next++].get();
-      if (child && child->requires_grad && visited.insert(child).second) stack.push_back({child, 0});
+      if (child && child->requires_grad && child->visit != pass) {
+        child->visit = pass;
+        stack.push_back({child, 0});
+      }
     } else {
       order.push_back(node);
       stack.pop_back();
@@ -209,54 +227,71 @@ void Var::backward(const Tensor& seed) const {
   }
   accumulate_grad(root, seed);
   // Reverse post-order: every node's consumers have run before the node itself.
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Node* n = *it;
-    if (n->backward && n->has_grad) n->backward(*n);
-  }
+  ++depth;
+  struct Leave {
+    std::size_t& d;
+    ~Leave() { --d; }
+  } leave{depth};
+  for (auto it = order.rbegin(); it != order.rend(); ++it)
+    if ((*it)->backward && (*it)->has_grad) (*it)->backward(**it);
 }
 
-namespace {
-// Deleter for op nodes. Freeing a node frees its inputs, which free theirs...: a plain
-// shared_ptr release recurses once per node and overflows the stack on long chains
-// (~300000 ops with an 8 MiB stack). Here the outermost release drains a work list instead,
-// and nested releases (from inputs or from objects a backward closure holds) only append to it.
-void release_node(Node* n) {
+// Freeing a node frees its inputs, which free theirs...: a plain shared_ptr release recurses
+// once per node and overflows the stack on long chains (~300000 ops with an 8 MiB stack).
+// Here the outermost release drains a work list instead, and nested releases (from inputs or
+// from objects a backward closure holds) only append to it.
+Node::~Node() {
   thread_local std::vector<std::shared_ptr<Node>>* pending = nullptr;
   if (pending) {
-    for (auto& in : n->inputs) pending->push_back(std::move(in));
-    delete n;
+    for (auto& in : inputs) pending->push_back(std::move(in));
     return;
   }
-  std::vector<std::shared_ptr<Node>> work;
+  thread_local std::vector<std::shared_ptr<Node>> work;
   pending = &work;
-  for (auto& in : n->inputs) work.push_back(std::move(in));
-  delete n;
+  for (auto& in : inputs) work.push_back(std::move(in));
   while (!work.empty()) {
     std::shared_ptr<Node> last = std::move(work.back());
     work.pop_back();
-    last.reset();  // may re-enter release_node, which appends to work
+    last.reset();  // may re-enter ~Node, which appends to work
   }
   pending = nullptr;
 }
-}  // namespace
 
-Var make_result(Tensor value, const char* op, std::vector<Var> inputs,
-                std::function<void(Node& self)> backward) {
-  std::shared_ptr<Node> node(new Node(), release_node);
+namespace {
+Var make_result_from(Tensor&& value, const char* op, const Var* inputs, std::size_t n,
+                     BackwardFn&& backward) {
+  std::shared_ptr<Node> node = new_node();
   node->value = std::move(value);
   node->op = op;
   if (grad_enabled()) {
     bool any = false;
-    for (const auto& in : inputs) any = any || (in.defined() && in.requires_grad());
+    for (std::size_t i = 0; i < n; ++i) any = any || (inputs[i].defined() && inputs[i].requires_grad());
     if (any) {
       node->requires_grad = true;
-      node->inputs.reserve(inputs.size());
+      node->inputs.reserve(n);
       // Positions are kept (undefined inputs stay null) so backward can index them.
-      for (auto& in : inputs) node->inputs.push_back(in.defined() ? in.node() : nullptr);
+      for (std::size_t i = 0; i < n; ++i)
+        node->inputs.push_back(inputs[i].defined() ? inputs[i].node() : nullptr);
       node->backward = std::move(backward);
     }
   }
   return Var(std::move(node));
+}
+}  // namespace
+
+Var make_result(Tensor value, const char* op, std::initializer_list<Var> inputs,
+                BackwardFn&& backward) {
+  return make_result_from(std::move(value), op, inputs.begin(), inputs.size(), std::move(backward));
+}
+
+Var make_result(Tensor value, const char* op, const std::vector<Var>& inputs,
+                BackwardFn&& backward) {
+  return make_result_from(std::move(value), op, inputs.data(), inputs.size(), std::move(backward));
+}
+
+Var make_result(Tensor value, const char* op, const Var* inputs, std::size_t n_inputs,
+                BackwardFn&& backward) {
+  return make_result_from(std::move(value), op, inputs, n_inputs, std::move(backward));
 }
 
 }  // namespace diffusion

@@ -96,7 +96,7 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f) {
     return out;
   // General case: walk the output row by row (rows along the last dimension), keeping each
   // operand's offset with zero strides on its broadcast dimensions.
-  std::vector<std::size_t> sa(rank, 0), sb(rank, 0);
+  Shape sa(rank, 0), sb(rank, 0);
   for (std::size_t i = rank, ka = 1, kb = 1; i-- > 0;) {
     sa[i] = as[i] == 1 ? 0 : ka;
     sb[i] = bs[i] == 1 ? 0 : kb;
@@ -106,7 +106,7 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f) {
   const std::size_t inner = os[rank - 1], ia = sa[rank - 1], ib = sb[rank - 1];
   const float* pa = a.data();
   const float* pb = b.data();
-  std::vector<std::size_t> idx(rank, 0);
+  Shape idx(rank, 0);
   for (std::size_t row = 0, rows = n / inner; row < rows; ++row) {
     std::size_t oa = 0, ob = 0;
     for (std::size_t d = 0; d + 1 < rank; ++d) {

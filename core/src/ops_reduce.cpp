@@ -41,13 +41,13 @@ Tensor expand(const Tensor& g, const Shape& ks, const Shape& full, float scale) 
     return out;
   }
   // Row by row along the last dimension, with zero strides on reduced dimensions.
-  std::vector<std::size_t> st(rank, 0);
+  Shape st(rank, 0);
   for (std::size_t i = rank, k = 1; i-- > 0;) {
     st[i] = ks[i] == 1 ? 0 : k;
     k *= ks[i];
   }
   const std::size_t inner = full[rank - 1], is = st[rank - 1];
-  std::vector<std::size_t> idx(rank, 0);
+  Shape idx(rank, 0);
   for (std::size_t row = 0, rows = n / inner; row < rows; ++row) {
     std::size_t off = 0;
     for (std::size_t d = 0; d + 1 < rank; ++d) off += idx[d] * st[d];

@@ -16,7 +16,7 @@ namespace {
 Tensor permuted(const Tensor& x, const std::vector<std::size_t>& perm) {
   const std::size_t rank = x.dimension();
   Shape os(rank);
-  std::vector<std::size_t> xs(rank), st(rank);
+  Shape xs(rank), st(rank);
   for (std::size_t i = rank, k = 1; i-- > 0;) {
     xs[i] = k;
     k *= x.shape()[i];
@@ -35,7 +35,7 @@ Tensor permuted(const Tensor& x, const std::vector<std::size_t>& perm) {
     return out;
   }
   const std::size_t inner = os[rank - 1], is = st[rank - 1];
-  std::vector<std::size_t> idx(rank, 0);
+  Shape idx(rank, 0);
   for (std::size_t row = 0, rows = n / inner; row < rows; ++row) {
     std::size_t off = 0;
     for (std::size_t d = 0; d + 1 < rank; ++d) off += idx[d] * st[d];
@@ -57,24 +57,22 @@ Var permute_op(const Var& a, const std::vector<std::size_t>& perm, const char* o
   });
 }
 
-std::string list_str(const std::vector<long>& v) {
+std::string list_str(const long* v, std::size_t n) {
   std::string s = "(";
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  for (std::size_t i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(v[i]);
   return s + ")";
 }
 
-}  // namespace
-
-Var reshape(const Var& a, const std::vector<long>& shape) {
+Var reshape_to(const Var& a, const long* shape, std::size_t rank) {
   const Tensor& av = a.value();
   const auto fail = [&]() {
-    return Error("reshape: cannot reshape " + shape_str(av) + " to " + list_str(shape));
+    return Error("reshape: cannot reshape " + shape_str(av) + " to " + list_str(shape, rank));
   };
-  Shape ns(shape.size());
-  std::size_t known = 1, infer = shape.size();
-  for (std::size_t i = 0; i < shape.size(); ++i) {
+  Shape ns(rank);
+  std::size_t known = 1, infer = rank;
+  for (std::size_t i = 0; i < rank; ++i) {
     if (shape[i] == -1) {
-      if (infer != shape.size()) throw fail();  // at most one -1
+      if (infer != rank) throw fail();  // at most one -1
       infer = i;
     } else if (shape[i] < 0) {
       throw fail();
@@ -83,7 +81,7 @@ Var reshape(const Var& a, const std::vector<long>& shape) {
       known *= ns[i];
     }
   }
-  if (infer != shape.size()) {
+  if (infer != rank) {
     if (known == 0 || av.size() % known != 0) throw fail();
     ns[infer] = av.size() / known;
   }
@@ -97,6 +95,15 @@ Var reshape(const Var& a, const std::vector<long>& shape) {
       give_grad(*in, std::move(g));
     }
   });
+}
+
+}  // namespace
+
+Var reshape(const Var& a, const std::vector<long>& shape) {
+  return reshape_to(a, shape.data(), shape.size());
+}
+Var reshape(const Var& a, std::initializer_list<long> shape) {
+  return reshape_to(a, shape.begin(), shape.size());
 }
 
 Var permute(const Var& a, const std::vector<std::size_t>& perm) {
@@ -126,14 +133,16 @@ Var transpose(const Var& a) {
   return permute_op(a, perm, "transpose");
 }
 
-Var concat(const std::vector<Var>& parts, int axis) {
-  if (parts.empty()) throw Error("concat: no tensors to join");
+namespace {
+Var concat_parts(const Var* parts, std::size_t n_parts, int axis) {
+  if (n_parts == 0) throw Error("concat: no tensors to join");
   const Shape s0 = shape_of(parts[0].value());
   const std::size_t ax = normalize_axis(axis, s0, "concat");
-  std::vector<std::size_t> sizes;  // each part's extent along the axis
+  Shape sizes;  // each part's extent along the axis
   Shape os = s0;
   os[ax] = 0;
-  for (const Var& p : parts) {
+  for (std::size_t i = 0; i < n_parts; ++i) {
+    const Var& p = parts[i];
     const Shape s = shape_of(p.value());
     bool ok = s.size() == s0.size();
     for (std::size_t i = 0; ok && i < s.size(); ++i) ok = i == ax || s[i] == s0[i];
@@ -148,13 +157,13 @@ Var concat(const std::vector<Var>& parts, int axis) {
   float* po = out.data();
   // Every outer index holds the parts' blocks back to back.
   for (std::size_t o = 0, off = 0; o < v.outer; ++o)
-    for (std::size_t i = 0; i < parts.size(); ++i) {
+    for (std::size_t i = 0; i < n_parts; ++i) {
       const std::size_t block = sizes[i] * v.inner;
       const float* src = parts[i].value().data() + o * block;
       std::copy(src, src + block, po + off);
       off += block;
     }
-  return make_result(std::move(out), "concat", parts, [sizes, v](Node& self) {
+  return make_result(std::move(out), "concat", parts, n_parts, [sizes, v](Node& self) {
     const float* g = self.grad.data();
     std::size_t start = 0;  // this part's first element within an outer block
     for (std::size_t i = 0; i < sizes.size(); ++i) {
@@ -170,6 +179,14 @@ Var concat(const std::vector<Var>& parts, int axis) {
       start += block;
     }
   });
+}
+}  // namespace
+
+Var concat(const std::vector<Var>& parts, int axis) {
+  return concat_parts(parts.data(), parts.size(), axis);
+}
+Var concat(std::initializer_list<Var> parts, int axis) {
+  return concat_parts(parts.begin(), parts.size(), axis);
 }
 
 Var slice(const Var& a, int axis, std::size_t start, std::size_t stop) {

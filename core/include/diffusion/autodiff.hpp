@@ -9,14 +9,85 @@
 // Broadcasting follows numpy: shapes are aligned from the right and size-1 (or missing)
 // dimensions stretch. Gradients of broadcast inputs are summed back with sum_to().
 #include <cstddef>
-#include <functional>
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
+#include <new>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "diffusion/memory_pool.hpp"
 #include "diffusion/tensor.hpp"
 
 namespace diffusion {
+
+struct Node;
+
+/// How a node passes its gradient back: a type-erased callable void(Node& self), like
+/// std::function but storing small callables inline and larger ones in the memory pool, so
+/// recording a graph makes no heap allocation once the pool is warm.
+class BackwardFn {
+ public:
+  BackwardFn() = default;
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, BackwardFn>>>
+  BackwardFn(F&& f) {  // NOLINT: implicit, so ops pass lambdas directly
+    using T = std::decay_t<F>;
+    constexpr bool fits = sizeof(T) <= kInline && alignof(T) <= alignof(std::max_align_t);
+    target_ = new (fits ? static_cast<void*>(inline_) : pool_allocate(sizeof(T)))
+        T(std::forward<F>(f));
+    ops_ = &ops_for<T>;
+  }
+  BackwardFn(BackwardFn&& o) noexcept { take(o); }
+  BackwardFn& operator=(BackwardFn&& o) noexcept {
+    if (this != &o) reset(), take(o);
+    return *this;
+  }
+  ~BackwardFn() { reset(); }
+  /// Destroys the callable (and what it captured).
+  void reset() noexcept {
+    if (target_) ops_->destroy(target_, !is_inline());
+    target_ = nullptr;
+  }
+  explicit operator bool() const { return target_ != nullptr; }
+  void operator()(Node& n) const { ops_->call(target_, n); }
+
+ private:
+  static constexpr std::size_t kInline = 64;
+  struct Ops {
+    void (*call)(void*, Node&);
+    void (*destroy)(void*, bool pooled);
+    void (*relocate)(void* from, void* to);  // move-construct at `to`, destroy `from`
+  };
+  template <class T>
+  static constexpr Ops ops_for = {
+      [](void* t, Node& n) { (*static_cast<T*>(t))(n); },
+      [](void* t, bool pooled) {
+        static_cast<T*>(t)->~T();
+        if (pooled) pool_deallocate(t, sizeof(T));
+      },
+      [](void* from, void* to) {
+        new (to) T(std::move(*static_cast<T*>(from)));
+        static_cast<T*>(from)->~T();
+      }};
+  bool is_inline() const { return target_ == static_cast<const void*>(inline_); }
+  void take(BackwardFn& o) noexcept {
+    if (!o.target_) return;
+    ops_ = o.ops_;
+    if (o.is_inline()) {
+      ops_->relocate(o.inline_, inline_);
+      target_ = inline_;
+    } else {
+      target_ = o.target_;
+    }
+    o.target_ = nullptr;
+  }
+
+  alignas(std::max_align_t) unsigned char inline_[kInline];
+  void* target_ = nullptr;
+  const Ops* ops_ = nullptr;
+};
 
 /// One node of the graph. Users hold Vars; op implementers fill Nodes.
 struct Node {
@@ -25,10 +96,21 @@ struct Node {
   bool has_grad = false;        ///< grad holds an accumulated gradient
   bool requires_grad = false;   ///< a gradient flows to this node
   const char* op = "leaf";      ///< name of the op that made it, for messages
-  std::vector<std::shared_ptr<Node>> inputs;
+  std::vector<std::shared_ptr<Node>, PoolAllocator<std::shared_ptr<Node>>> inputs;
   /// Reads this node's grad and adds each input's contribution with accumulate_grad().
-  std::function<void(Node& self)> backward;
+  BackwardFn backward;
+  /// Marks the nodes one backward pass has visited (that pass's number).
+  std::uint64_t visit = 0;
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  /// Releases the inputs without recursing once per node of a long chain.
+  ~Node();
 };
+
+/// A new node from the memory pool.
+std::shared_ptr<Node> new_node();
 
 /// Adds g (of this node's shape, or broadcastable down to it with sum_to) to n.grad.
 void accumulate_grad(Node& n, const Tensor& g);
@@ -103,8 +185,12 @@ std::size_t normalize_axis(int axis, const Shape& s, const char* op);
 
 /// Helper for op implementers: the result Var of an op with the given inputs. If grad is
 /// enabled and any input requires grad, the node records inputs and backward.
-Var make_result(Tensor value, const char* op, std::vector<Var> inputs,
-                std::function<void(Node& self)> backward);
+Var make_result(Tensor value, const char* op, std::initializer_list<Var> inputs,
+                BackwardFn&& backward);
+Var make_result(Tensor value, const char* op, const std::vector<Var>& inputs,
+                BackwardFn&& backward);
+Var make_result(Tensor value, const char* op, const Var* inputs, std::size_t n_inputs,
+                BackwardFn&& backward);
 
 // ---- Elementwise arithmetic, numpy broadcasting ----
 Var add(const Var& a, const Var& b);
@@ -151,12 +237,14 @@ Var mean(const Var& a, std::vector<int> axes = {}, bool keepdims = false);
 // ---- Shape ----
 /// Same elements, new shape; one dimension may be -1 (inferred).
 Var reshape(const Var& a, const std::vector<long>& shape);
+Var reshape(const Var& a, std::initializer_list<long> shape);
 /// Permute dimensions: result dim i is input dim perm[i].
 Var permute(const Var& a, const std::vector<std::size_t>& perm);
 /// Swap the last two dimensions (2-D transpose for matrices).
 Var transpose(const Var& a);
 /// Join along an axis; all other dimensions must match.
 Var concat(const std::vector<Var>& parts, int axis);
+Var concat(std::initializer_list<Var> parts, int axis);
 /// Elements [start, stop) along an axis.
 Var slice(const Var& a, int axis, std::size_t start, std::size_t stop);
 /// Gather entries along an axis by index (repeats allowed; gradients add up).

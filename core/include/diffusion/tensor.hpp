@@ -7,12 +7,16 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "diffusion/memory_pool.hpp"
+
 namespace diffusion {
 
-/// The toolkit's array type: dynamic-rank, row-major float32.
-using Tensor = xt::xarray<float, xt::layout_type::row_major>;
-/// A tensor shape, outermost dimension first.
-using Shape = std::vector<std::size_t>;
+/// The toolkit's array type: dynamic-rank, row-major float32. Its buffers come from the
+/// core's memory pool, so a training step reuses the previous step's buffers.
+using Tensor = xt::xarray<float, xt::layout_type::row_major, PoolAllocator<float>>;
+/// A tensor shape, outermost dimension first: xtensor's own shape type, a vector that holds up
+/// to four dimensions inline, so shapes cost no heap allocation.
+using Shape = Tensor::shape_type;
 
 /// Every error the toolkit raises on bad input or misuse.
 struct Error : std::runtime_error {
