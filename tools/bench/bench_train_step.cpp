@@ -1,334 +1,198 @@
-// bench_train_step: how fast the core trains and samples the flagship network.
+// bench_train_step: how fast, and how lean, the core trains and samples the flagship network.
 //
-//   bench_train_step [--steps 2000] [--warmup 200] [--batch 256] [--width 128] [--threads 1]
+//   bench_train_step [--steps 2000] [--warmup 200] [--batch 256] [--width 128] [--threads N]
 //                    [--n 2000] [--ddim-steps 50] [--seed 0] [--torch] [--torch-script PATH]
 //
-// The step is experiments/ddim_moons.yaml's, written out as /work/shared/bench/torch_ddim_moons.py
-// writes it: x0 a batch of standardised two moons (noise 0.05), t ~ U{0..999}, eps ~ N(0, I),
-// x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (linear betas 1e-4..0.02), the MLP
-// [x_t (2), sinusoidal embedding of t (32)] -> 3 x width SiLU -> 2, MSE against eps, then
-// zero_grad, backward and an Adam step (lr 1e-3). After `warmup` untimed steps, `steps` steps are
-// timed. Sampling: DDIM (eta 0) with `ddim-steps` steps for n points under a NoGradScope.
+// The workload is flagship.hpp's. Reported for our side:
+// - training steps/s over `steps` timed steps after `warmup` untimed ones, with the time per
+//   phase; DDIM samples/s for n points;
+// - GFLOP/s: the matmul flops of the step (flagship.hpp's training_gemms) per second;
+// - peak memory (ru_maxrss after training and sampling);
+// - heap allocations per training step and per DDIM step in steady state (alloc_count.c);
+// - the same sgemm calls timed alone with OpenBLAS at 1 and 2 threads (sgemm_alone.hpp), and
+//   which fraction of the best of the two the whole step reaches.
+// --threads sets the core's threads (diffusion::set_num_threads; default its own default);
+// OpenBLAS stays at one thread, as the core runs it.
 //
-// GFLOP/s counts the matmuls only, 3 per layer per step (forward, dX, dW; 2 M K N flops each).
-// This is the usual 6 * params * batch; the first layer's dX is never computed (its input needs no
-// gradient), so the figure slightly overstates the work done.
+// With --torch, the PyTorch baseline runs with 1 and 2 threads (same steps, batch, width, n),
+// each in its own Python process (its own peak memory); the 1-thread run also counts its
+// allocations. Ratios are against the better of the two.
 //
-// Prints one human-readable block and one JSON line. With --torch it also runs the PyTorch
-// baseline with 1 and 2 threads (same steps, batch, width) and prints ours / torch.
-#include <sys/wait.h>
-
+// Prints a human-readable block and one JSON line.
 #include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <diffusion/autodiff.hpp>
-#include <diffusion/nn.hpp>
-#include <diffusion/optim.hpp>
-#include <diffusion/random.hpp>
+#include <diffusion/parallel.hpp>
 
-// OpenBLAS's thread control; weak, so the bench still links against another BLAS.
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+#include "cli.hpp"
+#include "flagship.hpp"
+#include "json.hpp"
+#include "machine.hpp"
+#include "sgemm_alone.hpp"
+#include "torch_baseline.hpp"
 
-using namespace diffusion;
-using Clock = std::chrono::steady_clock;
+using namespace bench;
 
 namespace {
 
-constexpr std::size_t kT = 1000;        // DDPM timesteps
-constexpr std::size_t kTembDim = 32;    // sinusoidal time embedding
-constexpr std::size_t kDataSize = 20000;
-
 struct Options {
-  long steps = 2000, warmup = 200, batch = 256, width = 128, threads = 1;
+  long steps = 2000, warmup = 200, batch = 256, width = 128, threads = 0;  // 0: core default
   long n = 2000, ddim_steps = 50;
-  std::uint64_t seed = 0;
+  long seed = 0;
   bool torch = false;
   std::string torch_script = DIFFUSION_TORCH_BENCH;
 };
 
-const char* const kUsage =
+const Cli cli{
+    "bench_train_step",
     "usage: bench_train_step [--steps N] [--warmup N] [--batch N] [--width N] [--threads N]\n"
-    "                        [--n N] [--ddim-steps N] [--seed S] [--torch] [--torch-script PATH]\n";
-
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr, "bench_train_step: %s\n%s", why.c_str(), kUsage);
-  std::exit(2);
-}
-
-long integer(const std::string& flag, const char* text, long min) {
-  char* end = nullptr;
-  const long v = std::strtol(text, &end, 10);
-  if (*text == '\0' || *end != '\0' || v < min)
-    usage(flag + " needs an integer >= " + std::to_string(min) + ", got '" + text + "'");
-  return v;
-}
+    "                        [--n N] [--ddim-steps N] [--seed S] [--torch] [--torch-script PATH]\n"};
 
 Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "-h" || a == "--help") std::printf("%s", kUsage), std::exit(0);
+    if (a == "-h" || a == "--help") std::printf("%s", cli.usage), std::exit(0);
     if (a == "--torch") { o.torch = true; continue; }
-    if (i + 1 >= argc) usage("unknown option or missing value: " + a);
-    const char* v = argv[++i];
-    if (a == "--steps") o.steps = integer(a, v, 1);
-    else if (a == "--warmup") o.warmup = integer(a, v, 0);
-    else if (a == "--batch") o.batch = integer(a, v, 1);
-    else if (a == "--width") o.width = integer(a, v, 1);
-    else if (a == "--threads") o.threads = integer(a, v, 1);
-    else if (a == "--n") o.n = integer(a, v, 1);
-    else if (a == "--ddim-steps") o.ddim_steps = integer(a, v, 2);
-    else if (a == "--seed") o.seed = static_cast<std::uint64_t>(integer(a, v, 0));
+    if (i + 1 >= argc) cli.fail("unknown option or missing value: " + a);
+    const std::string v = argv[++i];
+    if (a == "--steps") o.steps = cli.integer(a, v, 1);
+    else if (a == "--warmup") o.warmup = cli.integer(a, v, 0);
+    else if (a == "--batch") o.batch = cli.integer(a, v, 1);
+    else if (a == "--width") o.width = cli.integer(a, v, 1);
+    else if (a == "--threads") o.threads = cli.integer(a, v, 1);
+    else if (a == "--n") o.n = cli.integer(a, v, 1);
+    else if (a == "--ddim-steps") o.ddim_steps = cli.integer(a, v, 2);
+    else if (a == "--seed") o.seed = cli.integer(a, v, 0);
     else if (a == "--torch-script") o.torch_script = v;
-    else usage("unknown option " + a);
+    else cli.fail("unknown option " + a);
   }
   return o;
 }
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-/// sklearn's make_moons(n, noise): two interleaved half circles plus N(0, noise^2) jitter,
-/// standardised per coordinate; mean and std are returned for mapping samples back.
-Tensor standardised_moons(Rng& rng, std::size_t n, float noise, float mu[2], float sd[2]) {
-  const double pi = std::acos(-1.0);
-  const std::size_t outer = n / 2, inner = n - outer;
-  Tensor x = Tensor::from_shape({n, 2});
-  for (std::size_t i = 0; i < n; ++i) {
-    const bool out = i < outer;
-    const std::size_t k = out ? i : i - outer, m = out ? outer : inner;
-    const double a = pi * static_cast<double>(k) / static_cast<double>(std::max<std::size_t>(m - 1, 1));
-    x(i, 0) = static_cast<float>(out ? std::cos(a) : 1.0 - std::cos(a)) + noise * rng.normal();
-    x(i, 1) = static_cast<float>(out ? std::sin(a) : 0.5 - std::sin(a)) + noise * rng.normal();
+/// The baseline with 1 and 2 threads, each in its own process.
+std::vector<TorchRun> run_baseline(const Options& o) {
+  std::vector<TorchRun> runs;
+  for (int threads : {1, 2}) {
+    std::ostringstream args;
+    args << "--steps " << o.steps << " --batch " << o.batch << " --width " << o.width << " --n "
+         << o.n << " --ddim-steps " << o.ddim_steps << " --seed " << o.seed << " --threads "
+         << threads;
+    TorchOptions to;
+    to.script = o.torch_script;
+    to.count_allocs = threads == 1;  // allocation counts do not depend on timing
+    runs.push_back(run_torch({args.str()}, to).front());
+    const TorchRun& t = runs.back();
+    std::printf("%s, %d thread%s: train %.1f steps/s, sample %.1f samples/s, peak RSS %.0f MiB",
+                t.version.c_str(), threads, threads == 1 ? "" : "s", t.steps_per_s,
+                t.samples_per_s, t.peak_rss_mb);
+    if (to.count_allocs)
+      std::printf(", %.0f heap allocations per training step, %.0f per DDIM step",
+                  t.allocs_per_step, t.allocs_per_ddim_step);
+    std::printf("\n");
+    std::fflush(stdout);
   }
-  for (std::size_t d = 0; d < 2; ++d) {
-    double s = 0.0, s2 = 0.0;
-    for (std::size_t i = 0; i < n; ++i) s += x(i, d), s2 += double(x(i, d)) * x(i, d);
-    mu[d] = static_cast<float>(s / n);
-    sd[d] = static_cast<float>(std::sqrt(s2 / n - (s / n) * (s / n)));
-    for (std::size_t i = 0; i < n; ++i) x(i, d) = (x(i, d) - mu[d]) / sd[d];
-  }
-  return x;
-}
-
-/// The flagship denoiser: eps(x_t, t) = MLP([x_t, sinusoidal(t)]).
-struct Denoiser {
-  SinusoidalEmbedding temb;
-  MLP net;
-  Denoiser(std::size_t width, Rng& rng)
-      : temb(kTembDim), net({2 + kTembDim, width, width, width, 2}, Activation::silu, rng) {}
-  Var operator()(const Var& x, const Tensor& t) const {
-    return net.forward(concat({x, temb.forward(t)}, 1));
-  }
-};
-
-/// Wall-clock seconds per phase of the timed training steps.
-struct Phases {
-  double data = 0, forward = 0, backward = 0, optim = 0;
-};
-
-struct TrainResult {
-  double steps_per_s, us_per_step, gflops, final_loss;
-  Phases phases;  // seconds over the timed steps
-};
-
-TrainResult train(Denoiser& model, const Tensor& data, const std::vector<float>& abar,
-                  const Options& o, Rng rng) {
-  const std::size_t B = static_cast<std::size_t>(o.batch);
-  Adam opt(model.net.parameters(), AdamOptions{});
-  Tensor x0 = Tensor::from_shape({B, 2}), sa = Tensor::from_shape({B, 1}),
-         sb = Tensor::from_shape({B, 1});
-  Phases ph;
-  float last_loss = 0.0f;
-  Clock::time_point start;
-  for (long step = 0; step < o.warmup + o.steps; ++step) {
-    if (step == o.warmup) ph = Phases{}, start = Clock::now();
-    auto t0 = Clock::now();
-    for (std::size_t i = 0; i < B; ++i) {
-      const std::size_t r = rng.integer(data.shape()[0]);
-      x0(i, 0) = data(r, 0), x0(i, 1) = data(r, 1);
-    }
-    const Tensor t = rng.integer({B}, kT);
-    const Tensor eps = rng.normal({B, 2});
-    for (std::size_t i = 0; i < B; ++i) {
-      const float ab = abar[static_cast<std::size_t>(t(i))];
-      sa(i, 0) = std::sqrt(ab), sb(i, 0) = std::sqrt(1.0f - ab);
-    }
-    const Var xt = Var(sa) * Var(x0) + Var(sb) * Var(eps);
-    auto t1 = Clock::now();
-    Var loss = mse_loss(model(xt, t), Var(eps));
-    auto t2 = Clock::now();
-    opt.zero_grad();
-    loss.backward();
-    auto t3 = Clock::now();
-    opt.step();
-    auto t4 = Clock::now();
-    last_loss = loss.item();
-    using D = std::chrono::duration<double>;
-    ph.data += D(t1 - t0).count(), ph.forward += D(t2 - t1).count();
-    ph.backward += D(t3 - t2).count(), ph.optim += D(t4 - t3).count();
-  }
-  const double secs = seconds_since(start);
-  double flops_per_step = 0.0;  // 3 matmuls of 2 M K N per layer
-  for (const auto& layer : model.net.layers())
-    flops_per_step += 3.0 * 2.0 * double(B) * layer->in_features() * layer->out_features();
-  return {o.steps / secs, 1e6 * secs / o.steps, flops_per_step * o.steps / secs / 1e9, last_loss, ph};
-}
-
-struct SampleResult {
-  double samples_per_s, gflops;
-  float mean[2], sdev[2];  // in data coordinates, a sanity check against the baseline's
-};
-
-/// DDIM, eta = 0 (Song et al. 2021, eq. 12) on the grid floor(linspace(T-1, 0, steps)), the last
-/// step going to clean data.
-SampleResult sample(const Denoiser& model, const std::vector<float>& abar, const Options& o,
-                    const float data_mean[2], const float data_std[2], Rng rng) {
-  const std::size_t n = static_cast<std::size_t>(o.n), S = static_cast<std::size_t>(o.ddim_steps);
-  std::vector<std::size_t> ts(S);
-  for (std::size_t i = 0; i < S; ++i)
-    ts[i] = static_cast<std::size_t>(std::floor((kT - 1) * (1.0 - double(i) / double(S - 1))));
-  const auto start = Clock::now();
-  NoGradScope no_grad;
-  Tensor x = rng.normal({n, 2});
-  for (std::size_t i = 0; i < S; ++i) {
-    const float ab = abar[ts[i]], ab_prev = i + 1 < S ? abar[ts[i + 1]] : 1.0f;
-    const Tensor e = model(Var(x), full({n}, float(ts[i]))).value();
-    const float a = std::sqrt(ab), s = std::sqrt(1.0f - ab);
-    const float a_prev = std::sqrt(ab_prev), s_prev = std::sqrt(1.0f - ab_prev);
-    float* px = x.data();
-    const float* pe = e.data();
-    for (std::size_t j = 0; j < 2 * n; ++j) px[j] = a_prev * ((px[j] - s * pe[j]) / a) + s_prev * pe[j];
-  }
-  const double secs = seconds_since(start);
-  double flops = 0.0;
-  for (const auto& layer : model.net.layers())
-    flops += 2.0 * double(n) * layer->in_features() * layer->out_features() * S;
-  SampleResult r{n / secs, flops / secs / 1e9, {}, {}};
-  for (std::size_t d = 0; d < 2; ++d) {
-    double s = 0.0, s2 = 0.0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const double v = x(i, d) * data_std[d] + data_mean[d];
-      s += v, s2 += v * v;
-    }
-    r.mean[d] = static_cast<float>(s / n);
-    r.sdev[d] = static_cast<float>(std::sqrt(std::max(0.0, s2 / n - (s / n) * (s / n))));
-  }
-  return r;
-}
-
-/// A number field of a flat JSON line ("key": value), NaN if absent.
-double json_number(const std::string& line, const std::string& key) {
-  const std::size_t at = line.find("\"" + key + "\":");
-  if (at == std::string::npos) return std::nan("");
-  return std::strtod(line.c_str() + at + key.size() + 3, nullptr);
-}
-
-struct TorchResult {
-  int threads;
-  double steps_per_s, samples_per_s;
-};
-
-/// Runs the PyTorch baseline; throws Error with its output if it fails or prints no JSON.
-TorchResult run_torch(const Options& o, int threads) {
-  std::ostringstream cmd;
-  cmd << "/usr/bin/python3 '" << o.torch_script << "' --steps " << o.steps << " --batch " << o.batch
-      << " --width " << o.width << " --n " << o.n << " --ddim-steps " << o.ddim_steps
-      << " --seed " << o.seed << " --threads " << threads << " 2>&1";
-  FILE* pipe = ::popen(cmd.str().c_str(), "r");
-  if (!pipe) throw Error("cannot run " + cmd.str());
-  std::string out, json;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, pipe)) {
-    out += buf;
-    if (buf[0] == '{') json = buf;
-  }
-  const int status = ::pclose(pipe);
-  if (status != 0 || json.empty())
-    throw Error("the torch baseline failed (" + cmd.str() + "):\n" + out);
-  return {threads, json_number(json, "steps_per_s"), json_number(json, "samples_per_s")};
+  return runs;
 }
 
 int run(const Options& o) {
-  if (openblas_set_num_threads)
-    openblas_set_num_threads(static_cast<int>(o.threads));
-  else if (o.threads != 1)
-    std::fprintf(stderr, "bench_train_step: not OpenBLAS; --threads ignored\n");
-  if (o.torch && std::system("/usr/bin/python3 -c 'import torch, sklearn' >/dev/null 2>&1") != 0) {
-    std::fprintf(stderr, "bench_train_step: --torch needs /usr/bin/python3 with torch and sklearn "
-                         "(Debian's python3-torch, python3-sklearn)\n");
-    return 1;
-  }
+  if (o.threads > 0) diffusion::set_num_threads(static_cast<int>(o.threads));
+  set_blas_threads(1);
+  const int threads = diffusion::num_threads();
+  if (o.torch && !torch_available()) return 1;
+  std::printf("machine: %s; load average %.2f at start\n", machine_description().c_str(),
+              load_average());
 
-  Rng root(o.seed);
-  Rng data_rng = root.split("data");
-  float mu[2], sd[2];
-  const Tensor data = standardised_moons(data_rng, kDataSize, 0.05f, mu, sd);
-  std::vector<float> abar(kT);
-  double prod = 1.0;  // linear betas 1e-4..0.02, cumulative product of (1 - beta)
-  for (std::size_t i = 0; i < kT; ++i) {
-    prod *= 1.0 - (1e-4 + (0.02 - 1e-4) * double(i) / double(kT - 1));
-    abar[i] = static_cast<float>(prod);
-  }
-  Rng init_rng = root.split("init");
-  Denoiser model(static_cast<std::size_t>(o.width), init_rng);
-
-  const TrainResult tr = train(model, data, abar, o, root.split("train"));
-  const SampleResult sr = sample(model, abar, o, mu, sd, root.split("sampler"));
+  Flagship flagship(static_cast<std::size_t>(o.width), static_cast<std::uint64_t>(o.seed));
+  const std::size_t B = static_cast<std::size_t>(o.batch);
+  const TrainResult tr = flagship.train(B, o.warmup, o.steps, 0.0);
+  const SampleResult sr =
+      flagship.sample(static_cast<std::size_t>(o.n), static_cast<std::size_t>(o.ddim_steps));
+  const double peak_mb = peak_rss_mb();  // before the sgemm-alone buffers
 
   const Phases& p = tr.phases;
-  const double us = 1e6 / o.steps;
+  const double us = 1e6 / tr.steps;
   std::printf(
-      "train: %.1f steps/s, %.1f us/step, %.2f GFLOP/s (batch %ld, width %ld, %ld threads, %ld "
-      "steps after %ld warm-up; final loss %.4f)\n"
+      "ours, %d thread%s: train %.1f steps/s, %.1f us/step, %.2f GFLOP/s (batch %ld, width %ld, "
+      "%ld steps after %ld warm-up; final loss %.4f)\n"
       "  per step: data+x_t %.1f us, forward+loss %.1f us, zero_grad+backward %.1f us, adam %.1f us\n"
-      "sample: %.1f samples/s, %.2f GFLOP/s (DDIM-%ld, n %ld; mean [%.3f, %.3f], std [%.3f, %.3f])\n",
-      tr.steps_per_s, tr.us_per_step, tr.gflops, o.batch, o.width, o.threads, o.steps, o.warmup,
-      tr.final_loss, p.data * us, p.forward * us, p.backward * us, p.optim * us, sr.samples_per_s,
-      sr.gflops, o.ddim_steps, o.n, sr.mean[0], sr.mean[1], sr.sdev[0], sr.sdev[1]);
+      "  sample: %.1f samples/s, %.2f GFLOP/s (DDIM-%ld, n %ld; mean [%.3f, %.3f], std [%.3f, %.3f])\n"
+      "  peak RSS %.1f MiB; %.1f heap allocations per training step, %.1f per DDIM step\n",
+      threads, threads == 1 ? "" : "s", tr.steps_per_s, tr.us_per_step, tr.gflops, o.batch,
+      o.width, tr.steps, o.warmup, tr.final_loss, p.data * us, p.forward * us, p.backward * us,
+      p.optim * us, sr.samples_per_s, sr.gflops, o.ddim_steps, o.n, sr.mean[0], sr.mean[1],
+      sr.std[0], sr.std[1], peak_mb, tr.allocs_per_step, sr.allocs_per_step);
+
+  std::vector<SgemmResult> sgemm;
+  for (int t : {1, 2}) sgemm.push_back(time_sgemm_alone(training_gemms(o.width, B), t, 1.0));
+  const SgemmResult best = *std::max_element(
+      sgemm.begin(), sgemm.end(), [](auto& a, auto& b) { return a.gflops < b.gflops; });
+  std::printf("  the step's sgemms alone: %.1f us = %.2f GFLOP/s (1 OpenBLAS thread), %.1f us = "
+              "%.2f GFLOP/s (2); the whole step reaches %.0f%% of the best\n",
+              sgemm[0].us_per_step, sgemm[0].gflops, sgemm[1].us_per_step, sgemm[1].gflops,
+              100.0 * tr.gflops / best.gflops);
   std::fflush(stdout);
 
-  std::vector<TorchResult> torch;
-  if (o.torch)
-    for (int threads : {1, 2}) {
-      torch.push_back(run_torch(o, threads));
-      const TorchResult& t = torch.back();
-      std::printf("torch (%d thread%s): %.1f steps/s, %.1f samples/s; ours/torch: train %.2fx, "
-                  "sample %.2fx\n",
-                  threads, threads == 1 ? "" : "s", t.steps_per_s, t.samples_per_s,
-                  tr.steps_per_s / t.steps_per_s, sr.samples_per_s / t.samples_per_s);
-      std::fflush(stdout);
-    }
+  std::vector<TorchRun> torch;
+  if (o.torch) torch = run_baseline(o);
+  const auto best_of = [&](double TorchRun::*field) {
+    return *std::max_element(torch.begin(), torch.end(),
+                             [&](auto& a, auto& b) { return a.*field < b.*field; });
+  };
+  if (!torch.empty()) {
+    const TorchRun bt = best_of(&TorchRun::steps_per_s), bs = best_of(&TorchRun::samples_per_s);
+    const double torch_peak = std::min(torch[0].peak_rss_mb, torch[1].peak_rss_mb);
+    std::printf("ours / best torch: train %.2fx (torch %d thread%s), sample %.2fx (torch %d "
+                "thread%s), peak RSS %.2fx (%.0f / %.0f MiB), heap allocations per training "
+                "step %.1f / %.0f\n",
+                tr.steps_per_s / bt.steps_per_s, bt.threads, bt.threads == 1 ? "" : "s",
+                sr.samples_per_s / bs.samples_per_s, bs.threads, bs.threads == 1 ? "" : "s",
+                peak_mb / torch_peak, peak_mb, torch_peak, tr.allocs_per_step,
+                torch.front().allocs_per_step);
+  }
 
   std::ostringstream js;
-  js.precision(6);
-  js << "{\"impl\": \"diffusion-cpp\", \"threads\": " << o.threads << ", \"steps\": " << o.steps
+  js << "{\"impl\": \"diffusion-cpp\", \"threads\": " << threads << ", \"steps\": " << tr.steps
      << ", \"batch\": " << o.batch << ", \"width\": " << o.width
-     << ", \"steps_per_s\": " << tr.steps_per_s << ", \"us_per_step\": " << tr.us_per_step
-     << ", \"train_gflops\": " << tr.gflops << ", \"phase_us\": {\"data\": " << p.data * us
-     << ", \"forward\": " << p.forward * us << ", \"backward\": " << p.backward * us
-     << ", \"adam\": " << p.optim * us << "}, \"final_loss\": " << tr.final_loss
-     << ", \"ddim_steps\": " << o.ddim_steps << ", \"n\": " << o.n
-     << ", \"samples_per_s\": " << sr.samples_per_s << ", \"sample_gflops\": " << sr.gflops
-     << ", \"sample_mean\": [" << sr.mean[0] << ", " << sr.mean[1] << "], \"sample_std\": ["
-     << sr.sdev[0] << ", " << sr.sdev[1] << "]";
+     << ", \"steps_per_s\": " << json_number(tr.steps_per_s)
+     << ", \"us_per_step\": " << json_number(tr.us_per_step)
+     << ", \"train_gflops\": " << json_number(tr.gflops)
+     << ", \"phase_us\": {\"data\": " << json_number(p.data * us)
+     << ", \"forward\": " << json_number(p.forward * us)
+     << ", \"backward\": " << json_number(p.backward * us)
+     << ", \"adam\": " << json_number(p.optim * us)
+     << "}, \"final_loss\": " << json_number(tr.final_loss) << ", \"ddim_steps\": " << o.ddim_steps
+     << ", \"n\": " << o.n << ", \"samples_per_s\": " << json_number(sr.samples_per_s)
+     << ", \"sample_gflops\": " << json_number(sr.gflops) << ", \"sample_mean\": ["
+     << json_number(sr.mean[0]) << ", " << json_number(sr.mean[1]) << "], \"sample_std\": ["
+     << json_number(sr.std[0]) << ", " << json_number(sr.std[1])
+     << "], \"peak_rss_mb\": " << json_number(peak_mb)
+     << ", \"allocs_per_step\": " << json_number(tr.allocs_per_step)
+     << ", \"allocs_per_ddim_step\": " << json_number(sr.allocs_per_step) << ", \"sgemm_alone\": [";
+  for (std::size_t i = 0; i < sgemm.size(); ++i)
+    js << (i ? ", " : "") << "{\"blas_threads\": " << sgemm[i].threads
+       << ", \"us_per_step\": " << json_number(sgemm[i].us_per_step)
+       << ", \"gflops\": " << json_number(sgemm[i].gflops) << "}";
+  js << "], \"gemm_fraction\": " << json_number(tr.gflops / best.gflops);
   if (!torch.empty()) {
     js << ", \"torch\": [";
     for (std::size_t i = 0; i < torch.size(); ++i)
       js << (i ? ", " : "") << "{\"threads\": " << torch[i].threads
-         << ", \"steps_per_s\": " << torch[i].steps_per_s
-         << ", \"samples_per_s\": " << torch[i].samples_per_s
-         << ", \"train_ratio\": " << tr.steps_per_s / torch[i].steps_per_s
-         << ", \"sample_ratio\": " << sr.samples_per_s / torch[i].samples_per_s << "}";
-    js << "]";
+         << ", \"steps_per_s\": " << json_number(torch[i].steps_per_s)
+         << ", \"samples_per_s\": " << json_number(torch[i].samples_per_s)
+         << ", \"peak_rss_mb\": " << json_number(torch[i].peak_rss_mb)
+         << ", \"allocs_per_step\": " << json_number(torch[i].allocs_per_step)
+         << ", \"allocs_per_ddim_step\": " << json_number(torch[i].allocs_per_ddim_step)
+         << ", \"train_ratio\": " << json_number(tr.steps_per_s / torch[i].steps_per_s)
+         << ", \"sample_ratio\": " << json_number(sr.samples_per_s / torch[i].samples_per_s)
+         << "}";
+    js << "], \"torch_version\": \"" << torch.front().version << "\", \"train_ratio_best\": "
+       << json_number(tr.steps_per_s / best_of(&TorchRun::steps_per_s).steps_per_s)
+       << ", \"sample_ratio_best\": "
+       << json_number(sr.samples_per_s / best_of(&TorchRun::samples_per_s).samples_per_s);
   }
   js << "}";
   std::printf("%s\n", js.str().c_str());
