@@ -27,14 +27,15 @@ void sgemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const 
 // on the thread count: OpenBLAS's rounding depends on the shape of each call (its kernels for
 // small and large products sum in different orders), so a cut by thread count would make the
 // results depend on DIFFUSION_THREADS. With one thread the same blocks simply run in turn.
-constexpr std::size_t kBlockMacs = std::size_t{1} << 20;  // ~30 us of sgemm per block at least
+constexpr std::size_t kBlockMacs = std::size_t{1} << 21;  // ~60 us of sgemm per block at least
 constexpr std::size_t kMaxBlocks = 16;
 
 // Length of the blocks (a multiple of 16, whole kernel tiles, at most max_len) that cut
-// `extent` rows or columns of a product of `macs` multiply-adds.
+// `extent` rows or columns of a product of `macs` multiply-adds. The number of blocks is a
+// power of two, so that they share out evenly over 2 or 4 threads.
 std::size_t block_length(std::size_t extent, std::size_t macs, std::size_t max_len) {
-  const std::size_t blocks = std::clamp<std::size_t>((macs + kBlockMacs - 1) / kBlockMacs, 1,
-                                                     kMaxBlocks);
+  std::size_t blocks = 1;
+  while (blocks < kMaxBlocks && 2 * blocks * kBlockMacs <= macs) blocks *= 2;
   const std::size_t len = ((extent + blocks - 1) / blocks + 15) / 16 * 16;
   return std::min(std::max<std::size_t>(len, 1), std::max<std::size_t>(max_len, 16));
 }
@@ -52,26 +53,67 @@ void for_blocks(std::size_t extent, std::size_t block, const Fn& fn) {
   });
 }
 
-// Row-major C (m x n) = op(A) op(B) + beta C, where op transposes when asked.
-// BLAS leaves C untouched when k == 0, so the beta == 0 case is zeroed here.
-// Large products are cut along whichever of m and n is larger; each block is an ordinary sgemm
-// on slices of A or B.
+// One sgemm call of a plan.
+struct GemmCall {
+  bool ta, tb;
+  std::size_t m, n, k;
+  const float* a;
+  std::size_t lda;
+  const float* b;
+  std::size_t ldb;
+  float beta;
+  float* c;
+  std::size_t ldc;
+};
+
+// The blocks of one or more independent products, run as one parallel job: a backward pass
+// plans dX and dW together, so two threads each take a share of both without waiting in
+// between.
+struct GemmPlan {
+  GemmCall calls[2 * kMaxBlocks];
+  std::size_t size = 0;
+
+  // Adds row-major C (m x n) = op(A) op(B) + beta C, where op transposes when asked, cut along
+  // whichever of m and n is larger; each block is an ordinary sgemm on slices of A or B.
+  // BLAS leaves C untouched when k == 0, so the beta == 0 case is zeroed here.
+  void add(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
+           const float* b, float beta, float* c) {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+      if (beta == 0.0f) std::fill(c, c + m * n, 0.0f);
+      return;
+    }
+    const std::size_t lda = ta ? m : k, ldb = tb ? k : n;
+    const bool by_rows = m >= n;
+    const std::size_t extent = by_rows ? m : n;
+    const std::size_t block = block_length(extent, m * n * k, extent);
+    for (std::size_t lo = 0; lo < extent; lo += block) {
+      const std::size_t len = std::min(block, extent - lo);
+      if (by_rows)  // rows lo.. of C come from rows lo.. of op(A)
+        calls[size++] = {ta, tb, len, n, k, ta ? a + lo : a + lo * lda, lda, b, ldb, beta,
+                         c + lo * n, n};
+      else  // columns lo.. of C come from columns lo.. of op(B)
+        calls[size++] = {ta, tb, m, len, k, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta,
+                         c + lo, n};
+    }
+  }
+
+  void run() const {
+    const auto call = [this](std::size_t i) {
+      const GemmCall& g = calls[i];
+      sgemm(g.ta, g.tb, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
+    };
+    if (size == 1) call(0);
+    else parallel_for(size, call);
+  }
+};
+
+// Row-major C (m x n) = op(A) op(B) + beta C as one planned job.
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
           const float* b, float beta, float* c) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (beta == 0.0f) std::fill(c, c + m * n, 0.0f);
-    return;
-  }
-  const std::size_t lda = ta ? m : k, ldb = tb ? k : n;
-  if (m >= n)  // rows lo.. of C come from rows lo.. of op(A)
-    for_blocks(m, block_length(m, m * n * k, m), [&](std::size_t lo, std::size_t len) {
-      sgemm(ta, tb, len, n, k, ta ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * n, n);
-    });
-  else  // columns lo.. of C come from columns lo.. of op(B)
-    for_blocks(n, block_length(n, m * n * k, n), [&](std::size_t lo, std::size_t len) {
-      sgemm(ta, tb, m, len, k, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta, c + lo, n);
-    });
+  GemmPlan plan;
+  plan.add(ta, tb, m, n, k, a, b, beta, c);
+  plan.run();
 }
 
 // fn(lo, len) over blocks of rows covering [0, rows), cut as gemm cuts a product with
@@ -190,16 +232,17 @@ Var linear(const Var& x, const Var& weight, const Var& bias, Activation act) {
           });
           g = gz;
         }
-        if (Node* nx = grad_input(self, 0)) {  // dX = dZ W
-          Tensor gx = Tensor::from_shape(nx->value.shape());
-          gemm(false, false, rows, in, outf, g, self.inputs[1]->value.data(), 0.0f, gx.data());
-          give_grad(*nx, std::move(gx));
-        }
-        if (Node* nw = grad_input(self, 1)) {  // dW = dZ^T X
-          Tensor gw = Tensor::from_shape(nw->value.shape());
-          gemm(true, false, outf, in, rows, g, self.inputs[0]->value.data(), 0.0f, gw.data());
-          give_grad(*nw, std::move(gw));
-        }
+        // dX = dZ W and dW = dZ^T X, independent products planned as one job.
+        Node* nx = grad_input(self, 0);
+        Node* nw = grad_input(self, 1);
+        Tensor gx = nx ? Tensor::from_shape(nx->value.shape()) : Tensor();
+        Tensor gw = nw ? Tensor::from_shape(nw->value.shape()) : Tensor();
+        GemmPlan plan;
+        if (nx) plan.add(false, false, rows, in, outf, g, self.inputs[1]->value.data(), 0.0f, gx.data());
+        if (nw) plan.add(true, false, outf, in, rows, g, self.inputs[0]->value.data(), 0.0f, gw.data());
+        plan.run();
+        if (nx) give_grad(*nx, std::move(gx));
+        if (nw) give_grad(*nw, std::move(gw));
         if (Node* nb = grad_input(self, 2)) {  // db = column sums of dZ
           Tensor gb = zeros({outf});
           float* pb = gb.data();
