@@ -108,7 +108,13 @@ class Pool {
     }
     wake_.notify_all();
     run_tasks(gen);
-    while (done_.load(std::memory_order_acquire) != tasks) DIFFUSION_CPU_RELAX();
+    // Wait for the tasks other threads claimed. Spin briefly, then yield: on a busy machine the
+    // worker running them may have lost its core, and yielding lets it (or the process that
+    // displaced it) run here instead of this thread burning the time slice.
+    for (int spins = 0; done_.load(std::memory_order_acquire) != tasks; ++spins) {
+      if (spins < 2000) DIFFUSION_CPU_RELAX();
+      else std::this_thread::yield();
+    }
     if (error_) std::rethrow_exception(error_);
     return true;
   }
@@ -141,9 +147,13 @@ class Pool {
       // Spin, then sleep, until a new generation is published.
       const auto spin_until = std::chrono::steady_clock::now() + kSpin;
       std::uint64_t gen;
+      // Spinning with yields: the next job usually comes within microseconds, but a runnable
+      // thread of another process gets the core whenever it wants it.
       while ((gen = slot_.load(std::memory_order_acquire) >> kTaskBits) == seen &&
-             std::chrono::steady_clock::now() < spin_until)
+             std::chrono::steady_clock::now() < spin_until) {
         for (int k = 0; k < 64; ++k) DIFFUSION_CPU_RELAX();
+        std::this_thread::yield();
+      }
       if (gen == seen) {
         std::unique_lock<std::mutex> lock(sleep_mutex_);
         wake_.wait(lock, [&] {
