@@ -32,10 +32,11 @@ void activate_backward(Activation a, const float* g, const float* z, const float
       for (std::size_t i = 0; i < n; ++i) out[i] = z[i] > 0.0f ? g[i] : 0.0f;
       return;
     case Activation::silu:
-      // d/dz z s(z) = s (1 + z (1 - s)); s is recomputed rather than stored.
+      // d/dz z s(z) = s + z s (1 - s) = s + y (1 - s); s is recomputed here (activate_keep
+      // saves it instead).
       for (std::size_t i = 0; i < n; ++i) {
         const float s = sigmoid(z[i]);
-        out[i] = g[i] * (s * (1.0f + z[i] * (1.0f - s)));
+        out[i] = g[i] * (s + y[i] * (1.0f - s));
       }
       return;
     case Activation::sigmoid:
@@ -55,6 +56,21 @@ void activate_backward(Activation a, const float* g, const float* z, const float
       for (std::size_t i = 0; i < n; ++i) out[i] = g[i];
       return;
   }
+}
+
+void activate_keep(Activation a, float* z, float* y, std::size_t n) {
+  if (a != Activation::silu) return activate(a, z, y, n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float s = sigmoid(z[i]);
+    y[i] = z[i] * s;
+    z[i] = s;
+  }
+}
+
+void activate_backward_kept(Activation a, const float* g, const float* kept, const float* y,
+                            float* out, std::size_t n) {
+  if (a != Activation::silu) return activate_backward(a, g, kept, y, out, n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = g[i] * (kept[i] + y[i] * (1.0f - kept[i]));
 }
 
 }  // namespace diffusion::fast

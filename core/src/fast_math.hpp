@@ -107,4 +107,11 @@ void activate(Activation a, const float* z, float* y, std::size_t n);
 void activate_backward(Activation a, const float* g, const float* z, const float* y, float* out,
                        std::size_t n);
 
+/// y[i] = f(z[i]), then z[i] replaced by what activate_backward_kept needs: sigmoid(z) for silu
+/// (its derivative is s + y (1 - s), no exp needed), z itself for the others.
+void activate_keep(Activation a, float* z, float* y, std::size_t n);
+/// activate_backward from what activate_keep left in `kept`; the same numbers, bit for bit.
+void activate_backward_kept(Activation a, const float* g, const float* kept, const float* y,
+                            float* out, std::size_t n);
+
 }  // namespace diffusion::fast

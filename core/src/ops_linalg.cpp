@@ -197,7 +197,8 @@ Var linear(const Var& x, const Var& weight, const Var& bias, Activation act) {
   Shape os = xs;
   os.back() = outf;
   Tensor y = Tensor::from_shape(os);
-  // Backward needs the pre-activation z; without a graph it is computed in place in y.
+  // Backward needs the pre-activation z (for silu, sigmoid(z): see activate_keep); without a
+  // graph it is computed in place in y.
   const bool fused = act != Activation::identity;
   const bool record = grad_enabled() && (x.requires_grad() || weight.requires_grad() ||
                                          (bias.defined() && bias.requires_grad()));
@@ -212,7 +213,8 @@ Var linear(const Var& x, const Var& weight, const Var& bias, Activation act) {
       for (std::size_t r = 0; r < len; ++r) std::copy(pb, pb + outf, zr + r * outf);
     sgemm(false, true, len, outf, in, xv.data() + lo * in, in, wv.data(), in, pb ? 1.0f : 0.0f,
           zr, outf);
-    if (fused) fast::activate(act, zr, py + lo * outf, len * outf);
+    if (fused && record) fast::activate_keep(act, zr, py + lo * outf, len * outf);
+    else if (fused) fast::activate(act, zr, py + lo * outf, len * outf);
   });
   return make_result(
       std::move(y), "linear", {x, weight, bias},
@@ -228,7 +230,7 @@ Var linear(const Var& x, const Var& weight, const Var& bias, Activation act) {
           // An activation's derivative costs about as much as 32 multiply-adds per element.
           for_row_blocks(rows, 32 * outf, [&](std::size_t lo, std::size_t len) {
             const std::size_t o = lo * outf;
-            fast::activate_backward(act, g + o, pz + o, py + o, gz + o, len * outf);
+            fast::activate_backward_kept(act, g + o, pz + o, py + o, gz + o, len * outf);
           });
           g = gz;
         }
