@@ -46,7 +46,7 @@ struct SingleThreadedBlas {
 const SingleThreadedBlas single_threaded_blas;
 
 // How long an idle worker spins before sleeping.
-constexpr auto kSpin = std::chrono::microseconds(200);
+constexpr auto kSpin = std::chrono::microseconds(1000);
 
 int default_threads() {
   if (const char* env = std::getenv("DIFFUSION_THREADS")) {
