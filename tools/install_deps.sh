@@ -8,6 +8,9 @@ packages=(
   libboost1.74-dev libboost-program-options-dev
   libyaml-cpp-dev libhdf5-dev catch2
   python3 python3-h5py python3-numpy python3-matplotlib python3-pil python3-yaml
+  # tools/fuzz.sh: libFuzzer and clang's sanitizer runtimes, and llvm-symbolizer for its reports
+  # (tools/test_sanitizers.sh uses GCC's sanitizers, which come with g++).
+  clang-14 libclang-rt-14-dev llvm-14
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "diffusion/h5_memory_file.hpp"
 #include "diffusion/hdf5_io.hpp"
 
 namespace diffusion {
@@ -237,7 +238,9 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
   const std::string temp_path =
       (fs::path(dir) / ("." + step_name(state.step) + "." + std::to_string(::getpid()) + ".tmp")).string();
   try {
-    H5::H5File file(temp_path, H5F_ACC_TRUNC);
+    // Built in memory and written in one piece: a full disk fails the write, never HDF5's
+    // own closes (see h5_memory_file.hpp).
+    H5::H5File file = h5_create_in_memory(temp_path);
     const H5::Group root = file.openGroup("/");
     write_attribute(root, "version", kCheckpointVersion);
     write_attribute(root, "step", state.step);
@@ -260,16 +263,17 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
     write_vector(train, "loss", state.log_losses, H5::PredType::NATIVE_DOUBLE);
     // Last: a reader that finds the marker knows everything before it was written.
     write_attribute(root, "complete", std::int64_t{1});
-    file.flush(H5F_SCOPE_GLOBAL);
-    file.close();
+    h5_save_image(file, temp_path);  // fsync'ed
   } catch (const H5::Exception& e) {
     std::remove(temp_path.c_str());
     throw Error("checkpoint " + final_path + ": writing failed: " + e.getDetailMsg());
+  } catch (const Error& e) {
+    std::remove(temp_path.c_str());
+    throw Error("checkpoint " + final_path + ": " + e.what());
   } catch (...) {
     std::remove(temp_path.c_str());
     throw;
   }
-  fsync_path(temp_path, O_RDONLY);
   if (std::rename(temp_path.c_str(), final_path.c_str()) != 0) {
     std::remove(temp_path.c_str());
     throw Error("checkpoint " + final_path + ": cannot rename " + temp_path + " into place");

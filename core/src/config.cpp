@@ -1,5 +1,6 @@
 #include "diffusion/config.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -14,6 +15,8 @@
 #include <sstream>
 #include <system_error>
 #include <utility>
+
+#include <yaml-cpp/eventhandler.h>
 
 #include "diffusion/text.hpp"
 
@@ -173,6 +176,121 @@ std::string describe_value(const YAML::Node& n) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Text encoding
+
+// The first place where `s` is not what a YAML stream may hold: UTF-8 (no overlong forms,
+// surrogates or code points above U+10FFFF) of printable characters (YAML's c-printable: tab,
+// line breaks and everything from space up except DEL, the C1 controls other than NEL, U+FFFE
+// and U+FFFF). yaml-cpp does not check this itself: it reads a NUL as a stray byte 0x85 and its
+// emitter writes invalid bytes back as U+FFFD, so a dump would not load back to the same values.
+struct BadText {
+  std::size_t at;       ///< byte offset
+  std::string message;  ///< what is wrong, for a ConfigError
+};
+
+// Length of the UTF-8 sequence starting at s[i] and its code point, or 0 if it is invalid.
+std::size_t utf8_sequence(const std::string& s, std::size_t i, unsigned& cp) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned c = byte(i);
+  std::size_t len = 0;
+  unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (c < 0x80) len = 1;
+  else if (c >= 0xC2 && c <= 0xDF) len = 2;
+  else if (c == 0xE0) len = 3, lo = 0xA0;
+  else if (c == 0xED) len = 3, hi = 0x9F;
+  else if (c >= 0xE1 && c <= 0xEF) len = 3;
+  else if (c == 0xF0) len = 4, lo = 0x90;
+  else if (c == 0xF4) len = 4, hi = 0x8F;
+  else if (c >= 0xF1 && c <= 0xF3) len = 4;
+  if (len == 0 || i + len > s.size()) return 0;
+  cp = len == 1 ? c : c & (0xFFu >> (len + 1));
+  for (std::size_t k = 1; k < len; ++k) {
+    const unsigned b = byte(i + k);
+    if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return 0;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  return len;
+}
+
+bool is_utf8(const std::string& s) {
+  unsigned cp = 0;
+  for (std::size_t i = 0, len = 0; i < s.size(); i += len)
+    if ((len = utf8_sequence(s, i, cp)) == 0) return false;
+  return true;
+}
+
+std::optional<BadText> first_bad_text(const std::string& s) {
+  char hex[16];
+  unsigned cp = 0;
+  for (std::size_t i = 0, len = 0; i < s.size(); i += len) {
+    len = utf8_sequence(s, i, cp);
+    if (len == 0) {
+      std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(s[i]));
+      return BadText{i, std::string("invalid UTF-8 (byte ") + hex + "); experiment files must be UTF-8 text"};
+    }
+    const bool control = (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || cp == 0x7F ||
+                         (cp >= 0x80 && cp <= 0x9F && cp != 0x85) || cp == 0xFFFE || cp == 0xFFFF;
+    if (control) {
+      std::snprintf(hex, sizeof hex, "U+%04X", cp);
+      return BadText{i, std::string("control character ") + hex +
+                            " is not allowed in YAML text (write it as an escape in a double-quoted string)"};
+    }
+  }
+  return std::nullopt;
+}
+
+// YAML reads CR LF and a lone CR as line breaks, but yaml-cpp keeps a CR before the end of the
+// input inside a plain scalar, and its dump then loses one: `x\r\r` came back as `x\r`. Line
+// breaks become LF before parsing, which keeps every line and column number.
+std::string normalize_line_breaks(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\r') {
+      out += s[i];
+    } else {
+      out += '\n';
+      if (i + 1 < s.size() && s[i + 1] == '\n') ++i;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents
+
+// Where each document of a YAML stream starts. This replaces YAML::LoadAll, which loops forever
+// (allocating a null document per turn) on a token the parser cannot use, such as a stray
+// top-level `,` (yaml-cpp issue 1040, fixed after 0.7): a document that starts where the
+// previous one did means the parser made no progress, and is reported as invalid YAML there.
+std::vector<YAML::Mark> document_starts(const std::string& text) {
+  struct Starts : YAML::EventHandler {
+    std::vector<YAML::Mark> marks;
+    void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  } starts;
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  while (parser.HandleNextDocument(starts)) {
+    const auto& m = starts.marks;
+    if (m.size() >= 2 && m[m.size() - 1].pos == m[m.size() - 2].pos) {
+      const std::size_t at = static_cast<std::size_t>(m.back().pos);
+      const bool printable = at < text.size() && text[at] > ' ' && text[at] < 0x7f;
+      const std::string what = printable ? "'" + text.substr(at, 1) + "'" : "input";
+      throw YAML::ParserException(m.back(), "unexpected " + what);
+    }
+  }
+  return starts.marks;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Key paths
 
 // A key containing a dot is quoted so paths stay unambiguous ("a.\"b.c\"").
@@ -204,15 +322,36 @@ std::optional<std::pair<YAML::Node, YAML::Node>> lookup(const YAML::Node& map,
 using Thrower = std::function<void(const YAML::Mark&, const std::string& path,
                                    const std::string& message)>;
 
+// An alias stands for its anchor's whole subtree, so a few hundred bytes of nested aliases
+// expand to billions of values (the "billion laughs"), which every walk of the document (this
+// one, the unknown-key check, dump) would visit. Experiment files have tens of values.
+constexpr std::size_t kMaxValues = 100000;
+// yaml-cpp accepts an alias inside its own anchor (`a: &a [*a]`), a cycle that recursive walks
+// would follow until the stack overflows; no experiment file nests this deep.
+constexpr std::size_t kMaxDepth = 1000;
+
 // Keys must be scalars and unique: yaml-cpp silently keeps both copies of a duplicate key and
-// reads the first, which would make the second one a silent no-op.
+// reads the first, which would make the second one a silent no-op. `values` counts the values
+// visited, aliases expanded, against kMaxValues; `depth` is this node's nesting level.
 void validate_tree(const YAML::Node& node, const std::string& path, bool with_lines,
-                   const Thrower& fail) {
+                   const Thrower& fail, std::size_t& values, std::size_t depth = 0) {
+  if (++values > kMaxValues)
+    fail(node.Mark(), path,
+         "more than " + std::to_string(kMaxValues) + " values once YAML aliases are expanded");
+  if (depth > kMaxDepth)
+    fail(node.Mark(), "", "nested more than " + std::to_string(kMaxDepth) +
+                              " levels deep (is an alias inside its own anchor?)");
+  // The text is UTF-8, but yaml-cpp decodes the escapes \N and \_ to the single bytes 0x85 and
+  // 0xA0, which its emitter then writes as U+FFFD: a dump would change the value.
+  if (node.IsScalar() && !is_utf8(node.Scalar()))
+    fail(node.Mark(), path, "unsupported escape \\N or \\_ (write \\u0085 or \\u00A0 instead)");
   if (node.IsMap()) {
     std::map<std::string, YAML::Mark> seen;
     for (auto it = node.begin(); it != node.end(); ++it) {
       if (!it->first.IsScalar())
         fail(it->first.Mark(), path, "expected a string key, got " + describe_value(it->first));
+      if (!is_utf8(it->first.Scalar()))
+        fail(it->first.Mark(), path, "unsupported escape \\N or \\_ (write \\u0085 or \\u00A0 instead)");
       const std::string& key = it->first.Scalar();
       const std::string sub = child_path(path, key);
       const auto [first, inserted] = seen.emplace(key, it->first.Mark());
@@ -222,11 +361,11 @@ void validate_tree(const YAML::Node& node, const std::string& path, bool with_li
           msg += " (first at line " + std::to_string(first->second.line + 1) + ")";
         fail(it->first.Mark(), sub, msg);
       }
-      validate_tree(it->second, sub, with_lines, fail);
+      validate_tree(it->second, sub, with_lines, fail, values, depth + 1);
     }
   } else if (node.IsSequence()) {
     for (std::size_t i = 0; i < node.size(); ++i)
-      validate_tree(node[i], child_path(path, i), with_lines, fail);
+      validate_tree(node[i], child_path(path, i), with_lines, fail, values, depth + 1);
   }
 }
 
@@ -651,25 +790,34 @@ Config Config::load_file(const std::string& path) {
   return load_string(text.str(), path);
 }
 
-Config Config::load_string(const std::string& text, const std::string& name) {
+Config Config::load_string(const std::string& source, const std::string& name) {
+  const std::string text = normalize_line_breaks(source);
   Config cfg;
   cfg.state_ = std::make_shared<detail::ConfigState>();
   cfg.state_->name = name;
   cfg.state_->text = text;
   const detail::ConfigState& st = *cfg.state_;
 
-  std::vector<YAML::Node> docs;
+  if (const auto bad = first_bad_text(text)) {
+    const std::size_t newline = bad->at == 0 ? std::string::npos : text.rfind('\n', bad->at - 1);
+    const std::size_t line_begin = newline == std::string::npos ? 0 : newline + 1;
+    const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad->at, '\n'));
+    const int column = 1 + static_cast<int>(bad->at - line_begin);
+    throw ConfigError(name, line, column, "", bad->message);
+  }
+  YAML::Node root;
+  std::vector<YAML::Mark> documents;
   try {
-    docs = YAML::LoadAll(text);
+    documents = document_starts(text);
+    root = YAML::Load(text);  // the first document
   } catch (const YAML::Exception& e) {
     const bool known = !e.mark.is_null();
     throw ConfigError(name, known ? e.mark.line + 1 : 0, known ? e.mark.column + 1 : 0, "",
                       "invalid YAML: " + e.msg);
   }
-  if (docs.size() > 1)
-    throw st.error_at(docs[1].Mark(), "",
-                      "expected one YAML document, found " + std::to_string(docs.size()));
-  YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
+  if (documents.size() > 1)
+    throw st.error_at(documents[1], "",
+                      "expected one YAML document, found " + std::to_string(documents.size()));
   if (!root.IsDefined() || root.IsNull()) {
     // A real (not lazily created) map, so overrides can insert into it.
     root = YAML::Node(YAML::NodeType::Map);
@@ -677,10 +825,13 @@ Config Config::load_string(const std::string& text, const std::string& name) {
     throw st.error_at(root.Mark(), "",
                       "expected a map at the top level, got " + describe_value(root));
   }
-  validate_tree(root, "", true,
-                [&st](const YAML::Mark& mark, const std::string& path, const std::string& msg) {
-                  throw st.error_at(mark, path, msg);
-                });
+  std::size_t values = 0;
+  validate_tree(
+      root, "", true,
+      [&st](const YAML::Mark& mark, const std::string& path, const std::string& msg) {
+        throw st.error_at(mark, path, msg);
+      },
+      values);
   cfg.root_ = root;
   return cfg;
 }
@@ -718,11 +869,13 @@ std::vector<std::string> split_key_path(const std::string& key) {
 
 }  // namespace
 
-void Config::apply_override(const std::string& assignment) {
+void Config::apply_override(const std::string& given) {
   if (!state_) throw Error("apply_override on an empty Config");
+  const std::string assignment = normalize_line_breaks(given);
   auto fail = [&assignment](const std::string& path, const std::string& message) {
     throw ConfigError(kCommandLine, 0, 0, path, message, assignment);
   };
+  if (const auto bad = first_bad_text(assignment)) fail("", bad->message);
   const std::size_t eq = assignment.find('=');
   if (eq == std::string::npos) fail("", "expected key.path=value");
   const std::string key = assignment.substr(0, eq);
@@ -739,10 +892,11 @@ void Config::apply_override(const std::string& assignment) {
   } catch (const YAML::Exception& e) {
     fail(full_path, "invalid YAML value: " + e.msg);
   }
-  validate_tree(value, full_path, false,
-                [&](const YAML::Mark&, const std::string& path, const std::string& msg) {
-                  fail(path, msg);
-                });
+  std::size_t values = 0;
+  validate_tree(
+      value, full_path, false,
+      [&](const YAML::Mark&, const std::string& path, const std::string& msg) { fail(path, msg); },
+      values);
 
   // Walk with non-const access (which inserts), rebinding with reset(): assigning a Node to a
   // Node would overwrite the referenced value instead of moving the cursor.

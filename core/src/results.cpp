@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
+#include "diffusion/h5_memory_file.hpp"
 #include "diffusion/hdf5_io.hpp"
 
 namespace diffusion {
@@ -39,7 +42,7 @@ void append_value(H5::DataSet& ds, hsize_t row, const void* value, const H5::Pre
 
 }  // namespace
 
-ResultsWriter::ResultsWriter(const std::string& out_path) : out_path_(out_path) {
+void check_output_path(const std::string& out_path) {
   const fs::path out(out_path);
   fs::path dir = out.parent_path();
   if (dir.empty()) dir = ".";
@@ -48,10 +51,22 @@ ResultsWriter::ResultsWriter(const std::string& out_path) : out_path_(out_path) 
   if (::access(dir.c_str(), W_OK) != 0)
     throw Error("output " + out_path + ": folder " + dir.string() + " is not writable");
   if (fs::is_directory(out)) throw Error("output " + out_path + " is a folder, expected a file path");
+}
+
+ResultsWriter::ResultsWriter(const std::string& out_path) : out_path_(out_path) {
+  check_output_path(out_path);
+  const fs::path out(out_path);
+  fs::path dir = out.parent_path();
+  if (dir.empty()) dir = ".";
   temp_path_ = (dir / ("." + out.filename().string() + "." + std::to_string(::getpid()) + ".tmp")).string();
+  // Created now, empty, so an output that cannot be written fails before any work is done;
+  // the file itself is built in memory and written into it by finish().
+  const int fd = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("output " + out_path + ": cannot create " + temp_path_ + ": " + std::strerror(errno));
+  ::close(fd);
   try {
     H5::Exception::dontPrint();
-    file_ = H5::H5File(temp_path_, H5F_ACC_TRUNC);
+    file_ = h5_create_in_memory(temp_path_);
     write_attribute(file_, "status", "running");
     write_attribute(file_, "version", kResultsVersion);
     H5::Group train = h5_require_group(root(), "train");
@@ -74,31 +89,37 @@ void ResultsWriter::append_train(std::int64_t step, double loss) {
 }
 
 void ResultsWriter::finish(const std::string& status) {
+  write_attribute(file_, "status", status);
   try {
-    write_attribute(file_, "status", status);
-    steps_.close();
-    losses_.close();
-    file_.flush(H5F_SCOPE_GLOBAL);
-    file_.close();
-  } catch (const H5::Exception& e) {
-    done_ = true;  // keep the temporary file for inspection
-    throw Error("output " + out_path_ + ": writing " + temp_path_ + " failed: " + e.getDetailMsg() +
-                " (the temporary file is kept)");
+    // A failed save (e.g. a full disk) removes the partial temporary file and leaves the
+    // in-memory file open, so the caller can still record the failure or abandon it.
+    h5_save_image(file_, temp_path_);
+  } catch (const Error& e) {
+    throw Error("output " + out_path_ + ": " + e.what());
   }
-  fsync_path(temp_path_, O_RDONLY);
-  if (std::rename(temp_path_.c_str(), out_path_.c_str()) != 0)
-    throw Error("output " + out_path_ + ": cannot rename " + temp_path_ + " into place");
+  close_handles();
+  if (std::rename(temp_path_.c_str(), out_path_.c_str()) != 0) {
+    const int err = errno;
+    std::remove(temp_path_.c_str());
+    done_ = true;
+    throw Error("output " + out_path_ + ": cannot rename " + temp_path_ + " into place: " + std::strerror(err));
+  }
   fs::path dir = fs::path(out_path_).parent_path();
   fsync_path(dir.empty() ? "." : dir.string(), O_RDONLY | O_DIRECTORY);
   done_ = true;
 }
 
+void ResultsWriter::close_handles() {
+  // In memory, so closing writes nothing and cannot fail on a full disk.
+  steps_.close();
+  losses_.close();
+  file_.close();
+}
+
 void ResultsWriter::abandon() {
   try {
-    steps_.close();
-    losses_.close();
-    file_.close();
-  } catch (...) {
+    close_handles();
+  } catch (const H5::Exception&) {
   }
   std::remove(temp_path_.c_str());
   done_ = true;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <ostream>
 #include <sstream>
 
@@ -69,6 +70,26 @@ Tensor first_rows(const Tensor& t, std::size_t n) {
   return r;
 }
 
+/// Thrown out of a sampler when a stop is requested; the runner turns it into an interrupted run.
+struct SamplingStopped {};
+
+/// The network as samplers see it: every evaluation first checks for a stop request, so a stop
+/// during a long sampler takes effect within one network evaluation, not at its end.
+class StoppableNetwork : public Network {
+ public:
+  StoppableNetwork(std::shared_ptr<Network> net, const volatile std::sig_atomic_t* stop)
+      : net_(std::move(net)), stop_(stop) {}
+  bool class_conditional() const override { return net_->class_conditional(); }
+  Var forward(const Var& x, const Tensor& t, const std::vector<int>* labels) override {
+    if (stop_ && *stop_) throw SamplingStopped{};
+    return net_->forward(x, t, labels);
+  }
+
+ private:
+  std::shared_ptr<Network> net_;
+  const volatile std::sig_atomic_t* stop_;
+};
+
 bool all_finite(const std::vector<Var>& params) {
   for (const Var& p : params)
     for (const float v : p.value())
@@ -104,6 +125,29 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
   write_attribute(f, "seed", static_cast<std::int64_t>(ex.seed));
   std::ostream* log = opt.log;
   std::int64_t step = 0;
+  bool trained = false;  // training ended and its checkpoint is written
+  // On an error: keep what was written, marked as failed, so the reason travels with the file.
+  // Returns the error message, completed with what became of the results and the training.
+  const auto record_failure = [&](std::string error) {
+    // An HDF5 error names the temporary file; say which output it was to become.
+    if (error.find(out.temp_path()) != std::string::npos && error.rfind("output ", 0) != 0)
+      error = "output " + opt.out_path + ": " + error;
+    try {
+      write_attribute(f, "error", error);
+      write_attribute(f, "steps_completed", step);
+      out.finish("failed");
+    } catch (...) {
+      // The results file cannot be written (disk full, folder gone): leave nothing at the
+      // output path that could pass for this run's results, an earlier run's file included.
+      out.abandon();
+      std::remove(opt.out_path.c_str());
+      error += "; no results file was written";
+    }
+    if (trained)
+      error += "; the trained model is kept in checkpoint " + result.checkpoint + " (runexp --resume " +
+               opt.out_path + " samples and writes the results again)";
+    return error;
+  };
   try {
     const Rng master(ex.seed);
     Rng data_rng = master.split("data"), train_rng = master.split("train");
@@ -240,7 +284,13 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
       }
     }
     if (stop_requested()) return finish_interrupted(step);
-    if (ts.steps > 0) progress.finish(ts.steps, result.final_loss);
+    if (ts.steps > 0) {
+      progress.finish(ts.steps, result.final_loss);
+      // The trained state is saved before the results are: if sampling, evaluation or writing
+      // the results fails (or is stopped), `--resume` only has to sample again.
+      write_ckpt(step);
+      trained = true;
+    }
     result.train_seconds = seconds_since(t_train);
     ex.network->save(h5_require_group(f, "model"));
     if (ex.ema_network) ex.ema_network->save(h5_require_group(f, "ema"));
@@ -257,13 +307,17 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
     for (const SamplerSpec& s : ex.samplers) {
       const auto t0 = Clock::now();
       auto net = s.use_ema && ex.ema_network ? ex.ema_network : ex.network;
-      Denoiser model(net, ex.sde, ex.loss->parameterisation());
+      Denoiser model(std::make_shared<StoppableNetwork>(net, opt.stop), ex.sde, ex.loss->parameterisation());
       Trajectory traj;
       traj.max_frames = s.trajectory;
       Rng rng = master.split("sampler:" + s.name);
       std::vector<int> y(ref_labels.begin(), ref_labels.begin() + std::min(s.n, ref_labels.size()));
-      Tensor x = s.sampler->sample(model, batch_shape(s.n, sample_shape), rng, &traj,
-                                   conditional ? &y : nullptr);
+      Tensor x;
+      try {
+        x = s.sampler->sample(model, batch_shape(s.n, sample_shape), rng, &traj, conditional ? &y : nullptr);
+      } catch (const SamplingStopped&) {
+        return finish_interrupted(step);
+      }
       norm.to_data(x);
       const double secs = seconds_since(t0);
       H5::Group g = h5_require_group(f, "samples/" + s.name);
@@ -284,8 +338,8 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
       write_attribute(g, "type", s.type);
       result.nfe[s.name] = model.nfe();
       samples[s.name] = std::move(x);
-      // Sampling can take long too; a stop request keeps the trained state as a checkpoint
-      // (a resume then only samples). Samples of this run are dropped: the file says interrupted.
+      // A stop during sampling keeps the trained state as a checkpoint (a resume then only
+      // samples). Samples of this run are dropped: the file says interrupted.
       if (stop_requested()) return finish_interrupted(step);
     }
     result.sample_seconds = seconds_since(t_sample);
@@ -295,6 +349,7 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
     for (const SamplerSpec& s : ex.samplers) {
       const Tensor ref = first_rows(reference, std::min(s.n, ex.reference_n));
       for (const MetricSpec& m : ex.metrics) {
+        if (stop_requested()) return finish_interrupted(step);
         Rng rng = master.split("metric:" + s.name + ":" + m.name);
         const double v = m.metric->compute(samples[s.name], ref, rng);
         write_tensor(h5_require_group(f, "metrics/" + s.name), m.name, scalar(float(v)));
@@ -310,15 +365,14 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
     write_attribute(f, "steps_completed", step);
     result.steps_completed = step;
     out.finish("complete");
+  } catch (const H5::Exception& e) {
+    // HDF5's exceptions are not std::exceptions; an unwrapped one comes from writing the results.
+    throw Error(record_failure("output " + opt.out_path + ": writing " + out.temp_path() +
+                               " failed: " + e.getDetailMsg()));
   } catch (const std::exception& e) {
-    // Keep what was written, marked as failed, so the reason travels with the file.
-    try {
-      write_attribute(f, "error", std::string(e.what()));
-      write_attribute(f, "steps_completed", step);
-      out.finish("failed");
-    } catch (...) {
-    }
-    throw;
+    const std::string error = record_failure(e.what());
+    if (error == e.what()) throw;
+    throw Error(error);
   }
   return result;
 }

@@ -4,17 +4,12 @@
 //     was never stopped;
 //   - a truncated newest checkpoint is skipped for the previous valid one, still bit-identical;
 //   - a config differing from the checkpoint's is refused naming the key; --force accepts it.
-#include <fcntl.h>
 #include <signal.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +19,7 @@
 #include <diffusion/checkpoint.hpp>
 #include <diffusion/hdf5_io.hpp>
 
+#include "runexp_child.hpp"
 #include "scratch_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -52,61 +48,10 @@ const char* const kConfig =
     "sampler: {type: ddim, steps: 20, eta: 0.0, n: 200}\n"
     "metrics: [sliced_w2]\n";
 
-std::string runexp_path() { return std::string(DIFFUSION_BINARY_DIR) + "/bin/runexp"; }
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-struct Child {
-  int status = -1;  ///< exit code, -1 if it did not exit normally
-  std::string err;
-};
-
-/// Start runexp with stdout/stderr to files; returns its pid.
-pid_t spawn(const std::vector<std::string>& args, const std::string& log_prefix) {
-  const pid_t pid = ::fork();
-  if (pid < 0) throw Error("fork failed");
-  if (pid == 0) {
-    const int out = ::open((log_prefix + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err = ::open((log_prefix + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int in = ::open("/dev/null", O_RDONLY);
-    ::dup2(out, 1), ::dup2(err, 2), ::dup2(in, 0);
-    std::vector<std::string> all{runexp_path()};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-/// Wait (at most 300 s, then SIGKILL) for pid.
-Child wait_for(pid_t pid, const std::string& log_prefix) {
-  Child c;
-  int raw = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  while (::waitpid(pid, &raw, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(300)) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &raw, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  c.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  c.err = read_text(log_prefix + ".err");
-  return c;
-}
-
-Child run(const std::vector<std::string>& args, const std::string& log_prefix) {
-  return wait_for(spawn(args, log_prefix), log_prefix);
-}
+using diffusion::testing::Child;
+using diffusion::testing::run_runexp;
+using diffusion::testing::spawn_runexp;
+using diffusion::testing::wait_runexp;
 
 struct H5Read {
   explicit H5Read(const std::string& path) : file(path, H5F_ACC_RDONLY), root(file.openGroup("/")) {}
@@ -151,9 +96,9 @@ struct Shared {
 
   Shared() {
     std::ofstream(yaml) << kConfig;
-    ref_run = run({yaml, "--out", ref}, dir / "ref");
+    ref_run = run_runexp({yaml, "--out", ref}, dir / "ref");
     const std::string log = dir / "stopped";
-    const pid_t pid = spawn({yaml, "--out", stopped}, log);
+    const pid_t pid = spawn_runexp({yaml, "--out", stopped}, log);
     // Stop mid-training, once the second periodic checkpoint (step 400) is there: whether the
     // stop then lands on a checkpoint step or between two, two checkpoints exist afterwards
     // (keep_checkpoints is 2), which the fallback test needs.
@@ -162,7 +107,7 @@ struct Shared {
            std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     ::kill(pid, SIGTERM);
-    stop_run = wait_for(pid, log);
+    stop_run = wait_runexp(pid, log);
     if (fs::exists(stopped)) stopped_at = diffusion::read_int_attribute(H5Read(stopped).root, "steps_completed");
   }
 };
@@ -195,7 +140,7 @@ TEST_CASE("resume: SIGTERM stops training cleanly and --resume matches an uninte
   ScratchDir d("plain");
   const std::string run_path = d / "r.h5";
   copy_run(s.stopped, run_path);
-  const Child r = run({"--resume", run_path}, d / "resume");
+  const Child r = run_runexp({"--resume", run_path}, d / "resume");
   CAPTURE(r.err);
   REQUIRE(r.status == 0);
   CHECK(r.err.find("resumed from") != std::string::npos);
@@ -212,7 +157,7 @@ TEST_CASE("resume: a truncated newest checkpoint falls back to the previous vali
   const auto ckpts = diffusion::list_checkpoints(diffusion::checkpoint_dir_for(run_path));
   REQUIRE(ckpts.size() == 2);
   fs::resize_file(ckpts.back().second, fs::file_size(ckpts.back().second) / 2);
-  const Child r = run({"--resume", run_path}, d / "resume");
+  const Child r = run_runexp({"--resume", run_path}, d / "resume");
   CAPTURE(r.err);
   REQUIRE(r.status == 0);
   CHECK(r.err.find("skipping checkpoint " + ckpts.back().second) != std::string::npos);
@@ -228,7 +173,7 @@ TEST_CASE("resume: a differing config is refused naming the key, and --force acc
   const std::string run_path = d / "r.h5";
   copy_run(s.stopped, run_path);
 
-  const Child refused = run({"--resume", run_path, "train.batch_size=64"}, d / "refused");
+  const Child refused = run_runexp({"--resume", run_path, "train.batch_size=64"}, d / "refused");
   CAPTURE(refused.err);
   CHECK(refused.status == 2);
   CHECK(refused.err.find("train.batch_size (128 -> 64)") != std::string::npos);
@@ -236,10 +181,10 @@ TEST_CASE("resume: a differing config is refused naming the key, and --force acc
   CHECK(H5Read(run_path).status() == "interrupted");  // untouched
 
   // The same file as the original run is no difference at all.
-  const Child same = run({"--resume", run_path, s.yaml, "--print-config"}, d / "same");
+  const Child same = run_runexp({"--resume", run_path, s.yaml, "--print-config"}, d / "same");
   CHECK(same.status == 0);
 
-  const Child forced = run({"--resume", run_path, "train.steps=4100", "--force"}, d / "forced");
+  const Child forced = run_runexp({"--resume", run_path, "train.steps=4100", "--force"}, d / "forced");
   CAPTURE(forced.err);
   REQUIRE(forced.status == 0);
   CHECK(forced.err.find("train.steps") != std::string::npos);

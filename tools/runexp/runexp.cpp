@@ -5,8 +5,9 @@
 //   runexp --resume RUN.h5 [FILE.yaml] [key.path=value ...] [--force] [--out PATH]
 //   runexp FILE.yaml -m key=a,b other=x,y [key.path=value ...] [--array-index I] [--dry-run]
 //
-// SIGINT/SIGTERM stop training cleanly: the current step finishes, a checkpoint is written, the
-// results file says status=interrupted, and the exit status is 130/143 (128 + signal).
+// SIGINT/SIGTERM stop a run cleanly, in training or sampling: the current step (or network
+// evaluation) finishes, a checkpoint is written, the results file says status=interrupted, and
+// the exit status is 130/143 (128 + signal).
 #include <signal.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 #include <diffusion/checkpoint.hpp>
 #include <diffusion/experiment.hpp>
 #include <diffusion/plugin_loader.hpp>
+#include <diffusion/results.hpp>
 #include <diffusion/runner.hpp>
 #include <diffusion/sweep.hpp>
 
@@ -52,6 +54,15 @@ void install_stop_handlers() {
   sa.sa_flags = SA_RESETHAND;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+}
+
+/// A missing or unwritable output folder is refused now (exit 2), not after training.
+void check_output(const std::string& out) {
+  try {
+    check_output_path(out);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
 }
 
 template <class Reg>
@@ -129,9 +140,7 @@ int run_sweep(const po::variables_map& vm, const std::vector<std::string>& args)
   if (vm.count("print-config")) return 0;
   const bool dry = vm.count("dry-run") > 0;
   const std::string out = vm.count("out") ? vm["out"].as<std::string>() : "results/" + name + ".h5";
-  const std::filesystem::path out_dir = std::filesystem::path(out).parent_path();
-  if (vm.count("out") && !out_dir.empty() && !std::filesystem::is_directory(out_dir))
-    throw UsageError("--out " + out + ": folder " + out_dir.string() + " does not exist");
+  if (vm.count("out")) check_output(out);
   if (dry) {
     std::cout << "sweep: " << n << " points, index " << sweep_index_path(out) << "\n";
     for (std::size_t p : selected)
@@ -295,10 +304,7 @@ int run(int argc, char** argv) {
     std::filesystem::create_directories("results");
     out = "results/" + ex.name + ".h5";
   }
-  // Refuse a missing output folder now, not after training.
-  const std::filesystem::path out_dir = std::filesystem::path(out).parent_path();
-  if (!out_dir.empty() && !std::filesystem::is_directory(out_dir))
-    throw UsageError("--out " + out + ": folder " + out_dir.string() + " does not exist");
+  check_output(out);
   RunOptions ro;
   ro.out_path = out;
   ro.log = &std::cerr;

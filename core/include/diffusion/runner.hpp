@@ -21,8 +21,9 @@ struct RunOptions {
   std::string resume_from;
   /// Resume even though the checkpoint was written under another config (--force).
   bool allow_config_change = false;
-  /// Set (to non-zero) from a signal handler to stop: the current step finishes, a checkpoint
-  /// is written and the results file gets status=interrupted (no samples, no metrics).
+  /// Set (to non-zero) from a signal handler to stop: the current training step (or, while
+  /// sampling, network evaluation) finishes, a checkpoint is written and the results file gets
+  /// status=interrupted (no samples, no metrics).
   const volatile std::sig_atomic_t* stop = nullptr;
 };
 
@@ -39,9 +40,12 @@ struct RunResult {
 };
 
 /// Run a composed experiment. On an error the results file (if one was started) is written
-/// with status=failed and the error is rethrown; a file with status=complete is complete.
-/// Checkpoints are written every train.checkpoint_every steps and on a stop request; a run
-/// resumed from one (RunOptions::resume_from) ends bit-identical to an uninterrupted run.
+/// with status=failed and the error is rethrown (as Error, naming the output path and the
+/// end-of-training checkpoint when they matter); if the results file cannot be written at all,
+/// nothing is left at the output path. A file with status=complete is complete. Checkpoints
+/// are written every train.checkpoint_every steps, when training ends and on a stop request,
+/// only from finite weights; a run resumed from one (RunOptions::resume_from) ends
+/// bit-identical to an uninterrupted run.
 RunResult run_experiment(Experiment& ex, const RunOptions& options);
 
 }  // namespace diffusion
