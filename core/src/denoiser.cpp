@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "diffusion/components.hpp"
+#include "diffusion/quasi_random.hpp"
 
 namespace diffusion {
 
@@ -29,6 +30,12 @@ TimeSpacing parse_time_spacing(const std::string& name) {
   if (name == "linear") return TimeSpacing::linear;
   if (name == "quadratic") return TimeSpacing::quadratic;
   throw Error("unknown time spacing '" + name + "' (expected linear or quadratic)");
+}
+
+PriorDraw parse_prior_draw(const std::string& name) {
+  if (name == "iid") return PriorDraw::iid;
+  if (name == "rqmc") return PriorDraw::rqmc;
+  throw Error("unknown prior draw '" + name + "' (expected iid or rqmc)");
 }
 
 Denoiser::Denoiser(std::shared_ptr<Network> net, std::shared_ptr<const Sde> sde,
@@ -104,9 +111,10 @@ Tensor Denoiser::x0(const Tensor& x, double t, const std::vector<int>* labels) c
   return x0;
 }
 
-Tensor Sde::prior_sample(const Shape& shape, Rng& rng) const {
+Tensor Sde::prior_sample(const Shape& shape, Rng& rng, PriorDraw draw) const {
   const double a = alpha(t_max()), s = sigma(t_max());
-  return rng.normal(shape, 0.0f, static_cast<float>(std::sqrt(a * a + s * s)));
+  const auto std = static_cast<float>(std::sqrt(a * a + s * s));
+  return draw == PriorDraw::rqmc ? rqmc_normal(shape, rng, 0.0f, std) : rng.normal(shape, 0.0f, std);
 }
 
 void Trajectory::record(const Tensor& x, double t, std::size_t step, std::size_t total) {

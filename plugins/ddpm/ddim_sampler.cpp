@@ -2,7 +2,13 @@
 //   x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
 //   c = eta * sqrt(posterior variance of q(x_s | x_t, x0))    (eq. 16),
 // so eta = 0 is the deterministic sampler and eta = 1 is ancestral sampling (DDPM).
+// `prior: rqmc` starts from randomised quasi-Monte Carlo draws instead of independent ones: with
+// eta = 0 the map from prior to samples is deterministic, so evenly spread starting points give
+// evenly spread samples, each still distributed exactly as with independent draws.
 #include <cmath>
+#include <string>
+
+#include <diffusion/quasi_random.hpp>
 
 #include <diffusion/gaussian_posterior.hpp>
 #include <diffusion/plugin.hpp>
@@ -12,15 +18,15 @@ namespace {
 
 class DdimSampler : public Sampler {
  public:
-  DdimSampler(std::size_t steps, double eta, TimeSpacing spacing)
-      : steps_(steps), eta_(eta), spacing_(spacing) {}
+  DdimSampler(std::size_t steps, double eta, TimeSpacing spacing, PriorDraw prior)
+      : steps_(steps), eta_(eta), spacing_(spacing), prior_(prior) {}
   void check(const Sde& sde) const override { sde.time_grid(steps_, spacing_); }
 
   Tensor sample(const Denoiser& model, const Shape& shape, Rng& rng, Trajectory* traj,
                 const std::vector<int>* labels) const override {
     const Sde& sde = model.sde();
     const std::vector<double> grid = sde.time_grid(steps_, spacing_);
-    Tensor x = sde.prior_sample(shape, rng);
+    Tensor x = sde.prior_sample(shape, rng, prior_);
     if (traj) traj->record(x, grid[0], 0, steps_);
     Tensor eps, x0;
     for (std::size_t i = 0; i < steps_; ++i) {
@@ -48,13 +54,20 @@ class DdimSampler : public Sampler {
   std::size_t steps_;
   double eta_;
   TimeSpacing spacing_;
+  PriorDraw prior_;
 };
 
-std::shared_ptr<Sampler> make_ddim(const ConfigNode& c, const BuildContext&) {
+std::shared_ptr<Sampler> make_ddim(const ConfigNode& c, const BuildContext& ctx) {
   const auto steps = static_cast<std::size_t>(c.get_int("steps", 50, 1, 1000000));
   const double eta = c.get_double("eta", 0.0, 0.0, 10.0);
   const auto spacing = parse_time_spacing(c.get_choice("spacing", "linear", {"linear", "quadratic"}));
-  return std::make_shared<DdimSampler>(steps, eta, spacing);
+  const auto prior = parse_prior_draw(c.get_choice("prior", "iid", {"iid", "rqmc"}));
+  std::size_t dim = 1;
+  for (std::size_t k : ctx.data_shape) dim *= k;
+  if (prior == PriorDraw::rqmc && dim > kMaxRqmcDimension)
+    c.at("prior").error("rqmc draws are for samples of at most " + std::to_string(kMaxRqmcDimension) +
+                        " values; this data set's have " + std::to_string(dim) + " (use iid)");
+  return std::make_shared<DdimSampler>(steps, eta, spacing, prior);
 }
 
 }  // namespace

@@ -54,6 +54,14 @@ enum class TimeSpacing {
 };
 TimeSpacing parse_time_spacing(const std::string& name);
 
+/// How a sampler draws its starting points from the prior.
+enum class PriorDraw {
+  iid,   ///< independent normal draws
+  rqmc,  ///< randomised quasi-Monte Carlo (quasi_random.hpp): each row exactly as iid, the set
+         ///< spread evenly; through a deterministic sampler, evenly spread samples
+};
+PriorDraw parse_prior_draw(const std::string& name);
+
 /// The Gaussian path x_t = alpha(t) x0 + sigma(t) eps, and the SDE dx = f(t) x dt + g(t) dW
 /// whose marginals it is. DDPM, VP, sub-VP, VE, EDM and the flow-matching path differ only in
 /// these functions and the time grid. Time runs from t_min (data) to t_max (prior).
@@ -79,7 +87,7 @@ class Sde {
   virtual std::vector<double> time_grid(std::size_t steps,
                                         TimeSpacing spacing = TimeSpacing::linear) const = 0;
   /// A draw from the prior N(0, (alpha^2 + sigma^2)(t_max) I) approximately matched by x_{t_max}.
-  virtual Tensor prior_sample(const Shape& shape, Rng& rng) const;
+  virtual Tensor prior_sample(const Shape& shape, Rng& rng, PriorDraw draw = PriorDraw::iid) const;
 };
 
 /// A network read through an SDE: converts its output between parameterisations with
