@@ -73,7 +73,7 @@ std::string quote(const std::string& s) {
 /// Run a shell command, capturing stdout (stderr goes to the test's stderr).
 Output run(const std::string& cmd) {
   Output o;
-  FILE* p = ::popen(("timeout 300 " + cmd).c_str(), "r");
+  FILE* p = ::popen(("timeout -k 10 300 " + cmd).c_str(), "r");
   if (!p) throw Error("popen failed: " + cmd);
   char buf[4096];
   std::size_t n;

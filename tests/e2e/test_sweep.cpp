@@ -156,9 +156,10 @@ Run runexp(const Strings& args, const ScratchDir& logs, const fs::path& cwd, con
   std::string cmd = slurm_task.empty() ? "env -u SLURM_ARRAY_TASK_ID " : "env SLURM_ARRAY_TASK_ID=" + quote(slurm_task) + " ";
   cmd += quote(std::string(DIFFUSION_BINARY_DIR) + "/bin/runexp");
   for (const auto& a : args) cmd += " " + quote(a);
-  const std::string shell = "cd " + quote(cwd.string()) + " && " + cmd + " >" + quote(out_file) + " 2>" +
+  // exec: the time limit signals runexp itself, so a hung run does not outlive its test.
+  const std::string shell = "cd " + quote(cwd.string()) + " && exec " + cmd + " >" + quote(out_file) + " 2>" +
                             quote(err_file) + " </dev/null";
-  const int raw = std::system(("timeout 300 sh -c " + quote(shell)).c_str());
+  const int raw = std::system(("timeout -k 10 300 sh -c " + quote(shell)).c_str());
   Run r;
   r.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
   r.out = read_text(out_file);
