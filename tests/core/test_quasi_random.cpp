@@ -31,7 +31,7 @@ TEST_CASE("normal_quantile inverts the normal CDF to rounding error", "[random][
   for (double p = 0.5; p < 1.0; p += 0.0123) CHECK(std::abs(normal_cdf(normal_quantile(p)) - p) < 1e-15);
 }
 
-TEST_CASE("normal_quantile at and beyond the ends of [0, 1]", "[random][qmc]") {
+TEST_CASE("normal_quantile at and beyond the ends of the unit interval", "[random][qmc]") {
   CHECK(normal_quantile(0.0) == -std::numeric_limits<double>::infinity());
   CHECK(normal_quantile(1.0) == std::numeric_limits<double>::infinity());
   CHECK(std::isnan(normal_quantile(-0.1)));
