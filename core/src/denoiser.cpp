@@ -117,6 +117,21 @@ Tensor Sde::prior_sample(const Shape& shape, Rng& rng, PriorDraw draw) const {
   return draw == PriorDraw::rqmc ? rqmc_normal(shape, rng, 0.0f, std) : rng.normal(shape, 0.0f, std);
 }
 
+double Sde::time_at_quantile(double) const {
+  throw Error("this SDE does not define time_at_quantile, so it cannot draw low-discrepancy training times");
+}
+
+Tensor low_discrepancy_times(const Sde& sde, std::size_t n, Rng& rng) {
+  Tensor t = Tensor::from_shape({n});
+  const double u0 = rng.uniform_double();
+  for (std::size_t i = 0; i < n; ++i) {
+    double u = u0 + double(i) / double(n);
+    if (u >= 1.0) u -= 1.0;
+    t(i) = static_cast<float>(sde.time_at_quantile(u));
+  }
+  return t;
+}
+
 void Trajectory::record(const Tensor& x, double t, std::size_t step, std::size_t total) {
   if (max_frames == 0) return;
   // Keep step k if it is the nearest step to one of max_frames evenly spaced targets.

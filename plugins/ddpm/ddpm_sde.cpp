@@ -56,6 +56,11 @@ Tensor DdpmSde::sample_times(std::size_t n, Rng& rng) const {
   return rng.integer({n}, betas_.size());
 }
 
+double DdpmSde::time_at_quantile(double u) const {
+  const double T = double(betas_.size());
+  return std::min(std::floor(u * T), T - 1.0);  // u * T can round up to T for u just below 1
+}
+
 std::vector<double> DdpmSde::time_grid(std::size_t steps, TimeSpacing spacing) const {
   if (steps == 0 || steps > betas_.size())
     throw Error("ddpm: sampler steps must be in [1, " + std::to_string(betas_.size()) + "], got " +

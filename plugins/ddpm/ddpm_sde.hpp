@@ -24,6 +24,8 @@ class DdpmSde : public Sde {
   double t_max() const override { return static_cast<double>(betas_.size() - 1); }
   std::size_t num_steps() const override { return betas_.size(); }
   Tensor sample_times(std::size_t n, Rng& rng) const override;
+  /// Step floor(u T): the uniform distribution over the T steps.
+  double time_at_quantile(double u) const override;
   /// Distinct integer steps from T-1 down to 0: linear is floor(linspace(T-1, 0, steps)) (DDIM's
   /// uniform skip); quadratic is (T-1)(1 - i/(steps-1))^2 rounded, nudged apart where rounding
   /// would repeat a step.

@@ -1,6 +1,8 @@
 // Regression losses on the Gaussian path (Ho et al. 2020, eq. 14 "L_simple"; x0 and v targets
 // as in Salimans & Ho 2022): draw t and eps, form x_t = alpha(t) x0 + sigma(t) eps, and regress
 // the network output on the chosen target with an unweighted mean squared error.
+// `t_sampling: low_discrepancy` draws a batch's times with VDM's low-discrepancy sampler
+// (Kingma et al. 2021): the same loss in expectation, with less variance per batch.
 #include <diffusion/plugin.hpp>
 
 namespace diffusion::ddpm {
@@ -8,14 +10,15 @@ namespace {
 
 class GaussianRegressionLoss : public Loss {
  public:
-  explicit GaussianRegressionLoss(Parameterisation target) : target_(target) {}
+  GaussianRegressionLoss(Parameterisation target, bool low_discrepancy)
+      : target_(target), low_discrepancy_(low_discrepancy) {}
   Parameterisation parameterisation() const override { return target_; }
 
   Var loss(Network& net, const Sde& sde, const Tensor& x0, Rng& rng,
            const std::vector<int>* labels) const override {
     const Shape shape = shape_of(x0);
     const std::size_t n = shape[0], per = x0.size() / n;
-    const Tensor t = sde.sample_times(n, rng);
+    const Tensor t = low_discrepancy_ ? low_discrepancy_times(sde, n, rng) : sde.sample_times(n, rng);
     const Tensor eps = rng.normal(shape);
     Tensor xt = Tensor::from_shape(shape), target = Tensor::from_shape(shape);
     Tensor t_net = Tensor::from_shape({n});
@@ -41,11 +44,13 @@ class GaussianRegressionLoss : public Loss {
 
  private:
   Parameterisation target_;
+  bool low_discrepancy_;
 };
 
 template <Parameterisation P>
-std::shared_ptr<Loss> make(const ConfigNode&, const BuildContext&) {
-  return std::make_shared<GaussianRegressionLoss>(P);
+std::shared_ptr<Loss> make(const ConfigNode& c, const BuildContext&) {
+  const bool low_discrepancy = c.get_choice("t_sampling", "iid", {"iid", "low_discrepancy"}) == "low_discrepancy";
+  return std::make_shared<GaussianRegressionLoss>(P, low_discrepancy);
 }
 
 }  // namespace

@@ -82,6 +82,9 @@ class Sde {
   virtual float network_time(double t) const { return static_cast<float>(t); }
   /// n training times drawn from the training distribution of t.
   virtual Tensor sample_times(std::size_t n, Rng& rng) const = 0;
+  /// The training time at quantile u in [0, 1) of that distribution, for low-discrepancy
+  /// batches (low_discrepancy_times). The default refuses: an SDE opts in by defining it.
+  virtual double time_at_quantile(double u) const;
   /// A decreasing grid of `steps` times from t_max towards t_min for samplers; the sampler's
   /// last step goes from the grid's last time to clean data (alpha = 1, sigma = 0).
   virtual std::vector<double> time_grid(std::size_t steps,
@@ -89,6 +92,12 @@ class Sde {
   /// A draw from the prior N(0, (alpha^2 + sigma^2)(t_max) I) approximately matched by x_{t_max}.
   virtual Tensor prior_sample(const Shape& shape, Rng& rng, PriorDraw draw = PriorDraw::iid) const;
 };
+
+/// n training times for one batch from VDM's low-discrepancy sampler (Kingma et al. 2021,
+/// appendix: u_i = (u_0 + i / n) mod 1 with one uniform u_0): each time is distributed exactly as
+/// a single draw, and the batch covers the training distribution evenly, which lowers the
+/// variance of the loss and its gradient.
+Tensor low_discrepancy_times(const Sde& sde, std::size_t n, Rng& rng);
 
 /// A network read through an SDE: converts its output between parameterisations with
 /// x_t = alpha x0 + sigma eps (Tweedie's formula gives the score -eps / sigma). Counts NFE.

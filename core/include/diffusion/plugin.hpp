@@ -25,7 +25,7 @@
 namespace diffusion {
 
 /// Bumped whenever a change in the core breaks plugins built against an older version.
-constexpr int kPluginAbiVersion = 1;
+constexpr int kPluginAbiVersion = 2;  // 2: Sde::prior_sample takes a PriorDraw; Sde::time_at_quantile
 
 /// What the loader hands a plugin's registration entry point.
 struct PluginHost {
