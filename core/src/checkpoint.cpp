@@ -1,6 +1,5 @@
 #include "diffusion/checkpoint.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,13 +58,6 @@ bool same_value(const std::string& a, const std::string& b) {
 }
 
 // ---- small HDF5 helpers this file needs beyond hdf5_io ----
-
-void fsync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
 
 template <class T>
 void write_vector(const H5::Group& g, const std::string& name, const std::vector<T>& v,
@@ -278,7 +270,7 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
     std::remove(temp_path.c_str());
     throw Error("checkpoint " + final_path + ": cannot rename " + temp_path + " into place");
   }
-  fsync_path(dir, O_RDONLY | O_DIRECTORY);
+  fsync_folder(dir);
   // Prune only after the new one is durable, so there is always at least one valid checkpoint.
   const auto all = list_checkpoints(dir);
   const std::size_t n_keep = static_cast<std::size_t>(std::max(keep, 1));

@@ -49,4 +49,11 @@ void h5_save_image(H5::H5File& file, const std::string& path) {
   if (::close(fd) != 0) fail("writing failed", -1);
 }
 
+void fsync_folder(const std::string& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
 }  // namespace diffusion

@@ -16,13 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void fsync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
 H5::DataSet make_extendable(const H5::Group& g, const std::string& name, const H5::PredType& type) {
   const hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {1024};
   H5::DataSpace space(1, dims, maxdims);
@@ -105,7 +98,7 @@ void ResultsWriter::finish(const std::string& status) {
     throw Error("output " + out_path_ + ": cannot rename " + temp_path_ + " into place: " + std::strerror(err));
   }
   fs::path dir = fs::path(out_path_).parent_path();
-  fsync_path(dir.empty() ? "." : dir.string(), O_RDONLY | O_DIRECTORY);
+  fsync_folder(dir.empty() ? "." : dir.string());
   done_ = true;
 }
 

@@ -21,4 +21,8 @@ H5::H5File h5_create_in_memory(const std::string& name);
 /// "<path>: <what failed>: <reason>"; the in-memory file is unchanged and can still be closed.
 void h5_save_image(H5::H5File& file, const std::string& path);
 
+/// fsync a folder, so that a file just renamed into it (a saved image) survives a crash.
+/// Best effort: a folder that cannot be opened is skipped.
+void fsync_folder(const std::string& folder);
+
 }  // namespace diffusion
