@@ -257,9 +257,8 @@ Node::~Node() {
   pending = nullptr;
 }
 
-namespace {
-Var make_result_from(Tensor&& value, const char* op, const Var* inputs, std::size_t n,
-                     BackwardFn&& backward) {
+Var make_result(Tensor value, const char* op, const Var* inputs, std::size_t n,
+                BackwardFn&& backward) {
   std::shared_ptr<Node> node = new_node();
   node->value = std::move(value);
   node->op = op;
@@ -277,21 +276,15 @@ Var make_result_from(Tensor&& value, const char* op, const Var* inputs, std::siz
   }
   return Var(std::move(node));
 }
-}  // namespace
 
 Var make_result(Tensor value, const char* op, std::initializer_list<Var> inputs,
                 BackwardFn&& backward) {
-  return make_result_from(std::move(value), op, inputs.begin(), inputs.size(), std::move(backward));
+  return make_result(std::move(value), op, inputs.begin(), inputs.size(), std::move(backward));
 }
 
 Var make_result(Tensor value, const char* op, const std::vector<Var>& inputs,
                 BackwardFn&& backward) {
-  return make_result_from(std::move(value), op, inputs.data(), inputs.size(), std::move(backward));
-}
-
-Var make_result(Tensor value, const char* op, const Var* inputs, std::size_t n_inputs,
-                BackwardFn&& backward) {
-  return make_result_from(std::move(value), op, inputs, n_inputs, std::move(backward));
+  return make_result(std::move(value), op, inputs.data(), inputs.size(), std::move(backward));
 }
 
 }  // namespace diffusion

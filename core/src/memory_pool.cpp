@@ -49,16 +49,13 @@ class Pool {
   void* allocate(std::size_t bytes) {
     std::size_t size;
     const std::size_t c = class_of(bytes, &size);
-    if (!DIFFUSION_POOL_PASS_THROUGH) {
+    {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (FreeBlock* b = free_[c]) {
+      if (FreeBlock* b = DIFFUSION_POOL_PASS_THROUGH ? nullptr : free_[c]) {
         free_[c] = b->next;
         cached_ -= size;
         return b;
       }
-    }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
       ++system_allocations_;
     }
     void* p = nullptr;

@@ -62,8 +62,7 @@ std::shared_ptr<Sampler> make_ddim(const ConfigNode& c, const BuildContext& ctx)
   const double eta = c.get_double("eta", 0.0, 0.0, 10.0);
   const auto spacing = parse_time_spacing(c.get_choice("spacing", "linear", {"linear", "quadratic"}));
   const auto prior = parse_prior_draw(c.get_choice("prior", "iid", {"iid", "rqmc"}));
-  std::size_t dim = 1;
-  for (std::size_t k : ctx.data_shape) dim *= k;
+  const std::size_t dim = numel(ctx.data_shape);
   if (prior == PriorDraw::rqmc && dim > kMaxRqmcDimension)
     c.at("prior").error("rqmc draws are for samples of at most " + std::to_string(kMaxRqmcDimension) +
                         " values; this data set's have " + std::to_string(dim) + " (use iid)");
