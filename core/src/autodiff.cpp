@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 
+#include "diffusion/grad_sink.hpp"
+
 namespace diffusion {
 namespace {
 thread_local bool g_grad_enabled = true;
@@ -87,21 +89,19 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
 
 void accumulate_grad(Node& n, const Tensor& g) {
   const Shape ns = shape_of(n.value);
-  if (!n.has_grad) {
-    n.grad = sum_to(g, ns);
-    n.has_grad = true;
+  const GradSink::Slot slot = GradSink::slot(n);  // n's grad, or a sink's (grad_sink.hpp)
+  if (!slot.has) {
+    slot.grad = sum_to(g, ns);
+    slot.has = true;
     return;
   }
-  if (shape_of(g) == ns) {
-    float* dst = n.grad.data();
-    const float* src = g.data();
-    for (std::size_t i = 0, e = n.grad.size(); i < e; ++i) dst[i] += src[i];
-  } else {
-    const Tensor r = sum_to(g, ns);
-    float* dst = n.grad.data();
-    const float* src = r.data();
-    for (std::size_t i = 0, e = n.grad.size(); i < e; ++i) dst[i] += src[i];
-  }
+  const auto add = [&slot](const Tensor& from) {
+    float* dst = slot.grad.data();
+    const float* src = from.data();
+    for (std::size_t i = 0, e = slot.grad.size(); i < e; ++i) dst[i] += src[i];
+  };
+  if (shape_of(g) == ns) add(g);
+  else add(sum_to(g, ns));
 }
 
 Node* grad_input(Node& self, std::size_t i) {
@@ -110,9 +110,10 @@ Node* grad_input(Node& self, std::size_t i) {
 }
 
 void give_grad(Node& n, Tensor&& g) {
-  if (!n.has_grad && g.shape() == n.value.shape()) {
-    n.grad = std::move(g);
-    n.has_grad = true;
+  const GradSink::Slot slot = GradSink::slot(n);
+  if (!slot.has && g.shape() == n.value.shape()) {
+    slot.grad = std::move(g);
+    slot.has = true;
   } else {
     accumulate_grad(n, g);
   }
@@ -216,7 +217,9 @@ void Var::backward(const Tensor& seed) const {
     auto& [node, next] = stack.back();
     if (next < node->inputs.size()) {
       Node* child = node->inputs[next++].get();
-      if (child && child->requires_grad && child->visit != pass) {
+      // Leaves (parameters) are not entered: they have nothing to run, and several threads
+      // may run backward passes through the same parameters at once (data_parallel.hpp).
+      if (child && child->requires_grad && child->backward && child->visit != pass) {
         child->visit = pass;
         stack.push_back({child, 0});
       }

@@ -148,6 +148,10 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
     train.at("steps").error("expected an integer >= 1, got 0 (0 only with `init:`, to evaluate a trained model)");
   }
   ts.batch_size = train.get_int("batch_size", 256, 1);
+  ts.shards = train.get_int("shards", 1, 1, 1024);
+  if (ts.batch_size % ts.shards != 0)
+    train.at("shards").error("expected a divisor of batch_size (" + std::to_string(ts.batch_size) +
+                             "), got " + std::to_string(ts.shards));
   ts.log_every = train.get_int("log_every", std::max<std::int64_t>(1, ts.steps / 100), 1);
   ts.ema_decay = train.get_double("ema", 0.0, Interval::half_open(0, 1));
   ts.ema_warmup = train.get_bool("ema_warmup", true);

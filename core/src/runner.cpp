@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "diffusion/checkpoint.hpp"
+#include "diffusion/data_parallel.hpp"
 #include "diffusion/hdf5_io.hpp"
 #include "diffusion/progress.hpp"
 #include "diffusion/results.hpp"
@@ -182,6 +183,7 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
       }
     }
     const std::vector<Var> params = ex.network->parameters();
+    ShardedStep sharded(params, static_cast<std::size_t>(ts.shards));
     Progress progress(log, ts.steps, opt.progress_bar);
     double window = 0, last_finite = 0;
     std::int64_t window_n = 0;
@@ -250,8 +252,7 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
       ex.optimizer->set_lr(ts.schedule.lr_at(step));
       Tensor x0 = ex.dataset->sample(ts.batch_size, data_rng, conditional ? &labels : nullptr);
       norm.to_model(x0);
-      const Var loss = ex.loss->loss(*ex.network, *ex.sde, x0, train_rng, conditional ? &labels : nullptr);
-      const double l = loss.item();
+      const double l = sharded.run(*ex.network, *ex.sde, *ex.loss, x0, conditional ? &labels : nullptr, train_rng);
       if (!std::isfinite(l)) {
         std::ostringstream msg;
         msg << "training diverged: loss is " << l << " at step " << step + 1
@@ -260,8 +261,6 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
         throw Error(msg.str());
       }
       last_finite = l;
-      ex.network->zero_grad();
-      loss.backward();
       if (ts.grad_clip > 0) clip_grad_norm(params, ts.grad_clip);
       ex.optimizer->step();
       if (ema) ema->update();

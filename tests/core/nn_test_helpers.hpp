@@ -1,11 +1,12 @@
 #pragma once
-// Helpers shared by the nn, optimiser and HDF5 tests.
+// Helpers shared by the core tests.
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <string>
 
+#include "diffusion/parallel.hpp"
 #include "diffusion/tensor.hpp"
 
 namespace diffusion::testing {
@@ -30,6 +31,15 @@ std::string error_of(F&& f) {
   }
   return "";
 }
+
+/// Sets the core's thread count for a test's scope, then restores it.
+struct ThreadCount {
+  int saved = num_threads();
+  explicit ThreadCount(int n) { set_num_threads(n); }
+  ~ThreadCount() { set_num_threads(saved); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+};
 
 /// Same shape and the same bytes (so -0 differs from 0 and NaNs compare by payload).
 inline bool bitwise_equal(const Tensor& a, const Tensor& b) {

@@ -12,19 +12,14 @@
 #include "diffusion/autodiff.hpp"
 #include "diffusion/parallel.hpp"
 #include "grad_check.hpp"
+#include "nn_test_helpers.hpp"
 
 using namespace diffusion;
 using grad_check::check_gradients;
 using grad_check::normal;
+using testing::ThreadCount;
 
 namespace {
-
-// Restores the thread count a test changed.
-struct ThreadCount {
-  int saved = num_threads();
-  explicit ThreadCount(int n) { set_num_threads(n); }
-  ~ThreadCount() { set_num_threads(saved); }
-};
 
 bool same_bits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;

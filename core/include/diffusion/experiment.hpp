@@ -34,6 +34,9 @@ struct MetricSpec {
 struct TrainSettings {
   std::int64_t steps = 1000;         ///< 0 (only with `init:`): no training, sample the loaded model
   std::int64_t batch_size = 256;
+  /// Equal shards of each batch, run at once on the core's threads (data_parallel.hpp); the
+  /// numbers depend on this, never on the thread count. 1: the whole batch as one.
+  std::int64_t shards = 1;
   std::int64_t log_every = 100;      ///< rows of /train/loss: the mean loss of each window
   double ema_decay = 0.0;            ///< 0: no EMA
   bool ema_warmup = true;            ///< decay min(ema, (1+n)/(10+n)): short runs stay usable
