@@ -60,23 +60,6 @@ ConfigError::ConfigError(std::string file, int line, int column, std::string key
 
 namespace {
 
-// Shortest text that reads back as the same double, so bounds print as written (1e-4, 0.02).
-std::string format_number(double x) {
-  if (std::isnan(x)) return ".nan";
-  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
-  if (x == std::floor(x) && std::fabs(x) < 1e15) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.0f", x);
-    return buf;
-  }
-  char buf[40];
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, x);
-    if (std::strtod(buf, nullptr) == x) break;
-  }
-  return buf;
-}
-
 std::string int_expectation(std::int64_t min, std::int64_t max) {
   constexpr auto lowest = std::numeric_limits<std::int64_t>::min();
   constexpr auto highest = std::numeric_limits<std::int64_t>::max();

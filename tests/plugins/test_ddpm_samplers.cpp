@@ -43,6 +43,21 @@ class GaussianEps : public Network {
   std::shared_ptr<const Sde> sde_;
 };
 
+/// The exact eps-predictor for N(0, I) data on a VP path: eps_hat = sigma_t x.
+class StandardNormalEps : public Network {
+ public:
+  explicit StandardNormalEps(std::shared_ptr<const Sde> sde) : sde_(std::move(sde)) {}
+  Var forward(const Var& x, const Tensor& t, const std::vector<int>*) override {
+    Tensor out = x.value();
+    for (std::size_t i = 0; i < out.shape()[0]; ++i)
+      for (std::size_t j = 0; j < 2; ++j) out(i, j) *= float(sde_->sigma(t(i)));
+    return Var(out);
+  }
+
+ private:
+  std::shared_ptr<const Sde> sde_;
+};
+
 void load_ddpm() { load_plugin(std::string(DIFFUSION_PLUGIN_BUILD_DIR) + "/libdiffusion_ddpm.so"); }
 
 std::shared_ptr<Sde> make_sde(const std::string& yaml) {
@@ -73,6 +88,21 @@ void require_gaussian_moments(const Tensor& x) {
       REQUIRE_THAT(c[j][k], WithinAbs(kSigma[j][k], 4 * se));
     }
   }
+}
+
+/// For N(0, I) data (StandardNormalEps), DDIM with eta = 0 multiplies the prior draw by
+/// prod_i (alpha_{t_i+1} alpha_{t_i} + sigma_{t_i+1} sigma_{t_i}) over the grid, times the last
+/// time's alpha (its step goes to the data).
+void require_ddim_factor(const Sde& sde, const std::vector<double>& grid, const Tensor& x,
+                         const Tensor& prior) {
+  double factor = 1;
+  for (std::size_t i = 0; i + 1 < grid.size(); ++i)
+    factor *= sde.alpha(grid[i + 1]) * sde.alpha(grid[i]) + sde.sigma(grid[i + 1]) * sde.sigma(grid[i]);
+  factor *= sde.alpha(grid.back());
+  // x0_hat = (x - sigma eps) / alpha cancels ~ -log10(alpha^2) digits of float32 at t = T - 1,
+  // so compare to 0.5% (a wrong coefficient is off by far more).
+  for (std::size_t i = 0; i < x.size(); ++i)
+    REQUIRE_THAT(x.data()[i], Catch::Matchers::WithinRel(factor * prior.data()[i], 5e-3));
 }
 
 }  // namespace
@@ -162,18 +192,6 @@ TEST_CASE("DDIM with eta = 0 follows its update rule exactly on a few steps", "[
   // For N(0, I) data on a VP path, eps_hat = sigma_t x and x0_hat = alpha_t x, so one DDIM step
   // t -> s multiplies x by alpha_s alpha_t + sigma_s sigma_t, and the last step (to data) by alpha_t.
   load_ddpm();
-  class StandardNormalEps : public Network {
-   public:
-    explicit StandardNormalEps(std::shared_ptr<const Sde> sde) : sde_(std::move(sde)) {}
-    Var forward(const Var& x, const Tensor& t, const std::vector<int>*) override {
-      Tensor out = x.value();
-      for (std::size_t i = 0; i < out.shape()[0]; ++i)
-        for (std::size_t j = 0; j < 2; ++j) out(i, j) *= float(sde_->sigma(t(i)));
-      return Var(out);
-    }
-   private:
-    std::shared_ptr<const Sde> sde_;
-  };
   // Linear schedule: the cosine one ends at alpha ~ 1e-4, where float32 rounding in
   // x0_hat = (x - sigma eps) / alpha dominates a one-step check.
   auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: linear}");
@@ -183,15 +201,39 @@ TEST_CASE("DDIM with eta = 0 follows its update rule exactly on a few steps", "[
   Rng r1(3), r2(3);
   const Tensor x = make_sampler("{type: ddim, steps: " + std::to_string(steps) + "}")->sample(model, {4, 2}, r1);
   const Tensor prior = sde->prior_sample({4, 2}, r2);  // the same first draw
-  const auto grid = sde->time_grid(steps);
-  double factor = 1;
-  for (std::size_t i = 0; i + 1 < steps; ++i)
-    factor *= sde->alpha(grid[i + 1]) * sde->alpha(grid[i]) + sde->sigma(grid[i + 1]) * sde->sigma(grid[i]);
-  factor *= sde->alpha(grid.back());
-  // x0_hat = (x - sigma eps) / alpha cancels ~ -log10(alpha^2) digits of float32 at t = T - 1,
-  // so compare to 0.5% (a wrong coefficient is off by far more).
-  for (std::size_t i = 0; i < x.size(); ++i)
-    REQUIRE_THAT(x.data()[i], Catch::Matchers::WithinRel(factor * prior.data()[i], 5e-3));
+  require_ddim_factor(*sde, sde->time_grid(steps), x, prior);
+}
+
+TEST_CASE("DDIM with explicit timesteps steps through exactly those times", "[sampler][ddim]") {
+  load_ddpm();
+  auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: linear}");
+  Denoiser model(std::make_shared<StandardNormalEps>(sde), sde, Parameterisation::eps);
+  SECTION("an irregular grid") {
+    const std::vector<double> grid = {999, 900, 400, 130, 7, 0};
+    Rng r1(3), r2(3);
+    const Tensor x = make_sampler("{type: ddim, timesteps: [999, 900, 400, 130, 7, 0]}")->sample(model, {4, 2}, r1);
+    REQUIRE(model.nfe() == grid.size());
+    require_ddim_factor(*sde, grid, x, sde->prior_sample({4, 2}, r2));
+  }
+  SECTION("the linear spacing's grid written out gives the same samples") {
+    std::string list;
+    for (const double t : sde->time_grid(20)) list += (list.empty() ? "" : ", ") + std::to_string(int(t));
+    Rng r1(5), r2(5);
+    const Tensor a = make_sampler("{type: ddim, steps: 20}")->sample(model, {50, 2}, r1);
+    const Tensor b = make_sampler("{type: ddim, timesteps: [" + list + "]}")->sample(model, {50, 2}, r2);
+    REQUIRE(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+  }
+  SECTION("bad grids are refused, naming the key") {
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, timesteps: [500, 600, 0]}"),
+                        Catch::Contains("timesteps") && Catch::Contains("entry 2 (600) follows 500"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, timesteps: []}"), Catch::Contains("non-empty"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, steps: 3, timesteps: [9, 5]}"),
+                        Catch::Contains("steps is 3 but timesteps lists 2 times"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: quadratic, timesteps: [9, 5]}"),
+                        Catch::Contains("exclude each other"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, timesteps: [1000, 5]}")->check(*sde),
+                        Catch::Contains("1000 lies outside the SDE's times [0, 999]"));
+  }
 }
 
 TEST_CASE("DDIM counts one network evaluation per step and rejects too many steps", "[sampler][ddim]") {

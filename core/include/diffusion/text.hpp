@@ -18,6 +18,10 @@ std::size_t edit_distance(const std::string& a, const std::string& b);
 std::optional<std::string> nearest(const std::string& word,
                                    const std::vector<std::string>& candidates);
 
+/// The shortest decimal text that reads back as x, so numbers print as written ("1e-4" as
+/// "0.0001", "999", "33.25"); ".nan", "inf" and "-inf" as YAML spells them.
+std::string format_number(double x);
+
 /// The items separated by `sep`: join({"a", "b"}, ", ") == "a, b".
 std::string join(const std::vector<std::string>& items, const std::string& sep);
 
