@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <string>
 
-#include "diffusion/parallel.hpp"
-
 namespace diffusion {
 
 ShardedStep::ShardedStep(std::vector<Var> params, std::size_t shards)
@@ -18,12 +16,12 @@ ShardedStep::ShardedStep(std::vector<Var> params, std::size_t shards)
 
 double ShardedStep::run(Network& net, const Sde& sde, const Loss& loss, const Tensor& x0,
                         const std::vector<int>* labels, Rng& rng) {
-  for (Var& p : params_) p.zero_grad();
-  if (shards_ == 1) {
-    const Var l = loss.loss(net, sde, x0, rng, labels);
-    l.backward();
-    return l.item();
-  }
+  return run(x0, labels, rng, [&](const Tensor& x, const std::vector<int>* l, Rng& r) {
+    return loss.loss(net, sde, x, r, l);
+  });
+}
+
+void ShardedStep::split(const Tensor& x0, const std::vector<int>* labels) {
   const Shape shape = shape_of(x0);
   const std::size_t n = shape.empty() ? 0 : shape[0];
   if (n % shards_ != 0)
@@ -37,22 +35,20 @@ double ShardedStep::run(Network& net, const Sde& sde, const Loss& loss, const Te
     std::copy(x0.data() + s * rows * per, x0.data() + (s + 1) * rows * per, x0_[s].data());
     if (labels) labels_[s].assign(labels->begin() + s * rows, labels->begin() + (s + 1) * rows);
   }
-  // Each shard's loss is its mean over rows samples; seeding its backward pass with 1/shards
-  // makes the shards' gradients add up to the batch mean's.
-  const Rng base(rng.next_u64());
-  const float weight = 1.0f / static_cast<float>(shards_);
-  parallel_for(shards_, [&](std::size_t s) {
-    GradSink::Scope scope(sinks_[s]);
-    sinks_[s].clear();
-    Rng shard_rng = base.split(std::uint64_t{s});
-    const Var l = loss.loss(net, sde, x0_[s], shard_rng, labels ? &labels_[s] : nullptr);
-    if (l.size() != 1) throw Error("sharded step: the loss is not a scalar");
-    losses_[s] = l.item();
-    Tensor seed = Tensor::from_shape(shape_of(l.value()));
-    *seed.data() = weight;
-    l.backward(seed);
-  });
-  // The batch's gradient: the shards' sums, added in shard order.
+}
+
+void ShardedStep::backward(std::size_t s, const Var& loss) {
+  if (loss.size() != 1) throw Error("sharded step: the loss is not a scalar");
+  sinks_[s].clear();
+  losses_[s] = loss.item();
+  // Each shard's loss is its mean over its rows; seeding its backward pass with 1/shards makes
+  // the shards' gradients add up to the batch mean's.
+  Tensor seed = Tensor::from_shape(shape_of(loss.value()));
+  *seed.data() = 1.0f / static_cast<float>(shards_);
+  loss.backward(seed);
+}
+
+double ShardedStep::reduce() {
   for (std::size_t i = 0; i < params_.size(); ++i) {
     std::size_t first = shards_;
     for (std::size_t s = 0; s < shards_ && first == shards_; ++s)
@@ -68,7 +64,7 @@ double ShardedStep::run(Network& net, const Sde& sde, const Loss& loss, const Te
     }
   }
   double total = 0.0;
-  for (double l : losses_) total += l;
+  for (const double l : losses_) total += l;
   return total / static_cast<double>(shards_);
 }
 

@@ -135,7 +135,7 @@ int run(const Options& o) {
     for (long batch : o.batches) {
       Case c{width, batch, total_flops(training_gemms(width, batch)), {}, {}, {}};
       Flagship flagship(static_cast<std::size_t>(width), static_cast<std::uint64_t>(o.seed));
-      c.ours = flagship.train(static_cast<std::size_t>(batch), 5, 3, o.seconds);
+      c.ours = flagship.train(static_cast<std::size_t>(batch), 1, 5, 3, o.seconds);
       for (int t : {1, 2})
         c.sgemm[t - 1] = time_sgemm_alone(training_gemms(width, batch), t, o.seconds / 2);
       if (o.torch) c.torch = run_baseline(width, batch, o);

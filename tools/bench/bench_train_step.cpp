@@ -1,7 +1,8 @@
 // bench_train_step: how fast, and how lean, the core trains and samples the flagship network.
 //
-//   bench_train_step [--steps 2000] [--warmup 200] [--batch 256] [--width 128] [--threads N]
-//                    [--n 2000] [--ddim-steps 50] [--seed 0] [--torch] [--torch-script PATH]
+//   bench_train_step [--steps 2000] [--warmup 200] [--batch 256] [--shards 2] [--width 128]
+//                    [--threads N] [--n 2000] [--ddim-steps 50] [--seed 0] [--torch]
+//                    [--torch-script PATH]
 //
 // The workload is flagship.hpp's. Reported for our side:
 // - training steps/s over `steps` timed steps after `warmup` untimed ones, with the time per
@@ -11,6 +12,8 @@
 // - heap allocations per training step and per DDIM step in steady state (alloc_count.c);
 // - the same sgemm calls timed alone with OpenBLAS at 1 and 2 threads (sgemm_alone.hpp), and
 //   which fraction of the best of the two the whole step reaches.
+// --shards cuts each batch into shards run at once, as the flagship's `train.shards: 2` does
+// (data_parallel.hpp); --shards 1 splits each product over the threads instead.
 // --threads sets the core's threads (diffusion::set_num_threads; default its own default);
 // OpenBLAS stays at one thread, as the core runs it.
 //
@@ -39,7 +42,8 @@ using namespace bench;
 namespace {
 
 struct Options {
-  long steps = 2000, warmup = 200, batch = 256, width = 128, threads = 0;  // 0: core default
+  long steps = 2000, warmup = 200, batch = 256, shards = 2, width = 128;
+  long threads = 0;  // 0: the core's default
   long n = 2000, ddim_steps = 50;
   long seed = 0;
   bool torch = false;
@@ -48,8 +52,9 @@ struct Options {
 
 const Cli cli{
     "bench_train_step",
-    "usage: bench_train_step [--steps N] [--warmup N] [--batch N] [--width N] [--threads N]\n"
-    "                        [--n N] [--ddim-steps N] [--seed S] [--torch] [--torch-script PATH]\n"};
+    "usage: bench_train_step [--steps N] [--warmup N] [--batch N] [--shards N] [--width N]\n"
+    "                        [--threads N] [--n N] [--ddim-steps N] [--seed S] [--torch]\n"
+    "                        [--torch-script PATH]\n"};
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -62,6 +67,7 @@ Options parse(int argc, char** argv) {
     if (a == "--steps") o.steps = cli.integer(a, v, 1);
     else if (a == "--warmup") o.warmup = cli.integer(a, v, 0);
     else if (a == "--batch") o.batch = cli.integer(a, v, 1);
+    else if (a == "--shards") o.shards = cli.integer(a, v, 1);
     else if (a == "--width") o.width = cli.integer(a, v, 1);
     else if (a == "--threads") o.threads = cli.integer(a, v, 1);
     else if (a == "--n") o.n = cli.integer(a, v, 1);
@@ -108,7 +114,8 @@ int run(const Options& o) {
 
   Flagship flagship(static_cast<std::size_t>(o.width), static_cast<std::uint64_t>(o.seed));
   const std::size_t B = static_cast<std::size_t>(o.batch);
-  const TrainResult tr = flagship.train(B, o.warmup, o.steps, 0.0);
+  if (o.batch % o.shards != 0) cli.fail("--shards must divide --batch");
+  const TrainResult tr = flagship.train(B, static_cast<std::size_t>(o.shards), o.warmup, o.steps, 0.0);
   const SampleResult sr =
       flagship.sample(static_cast<std::size_t>(o.n), static_cast<std::size_t>(o.ddim_steps));
   const double peak_mb = peak_rss_mb();  // before the sgemm-alone buffers
@@ -116,14 +123,14 @@ int run(const Options& o) {
   const Phases& p = tr.phases;
   const double us = 1e6 / tr.steps;
   std::printf(
-      "ours, %d thread%s: train %.1f steps/s, %.1f us/step, %.2f GFLOP/s (batch %ld, width %ld, "
-      "%ld steps after %ld warm-up; final loss %.4f)\n"
-      "  per step: data+x_t %.1f us, forward+loss %.1f us, zero_grad+backward %.1f us, adam %.1f us\n"
+      "ours, %d thread%s: train %.1f steps/s, %.1f us/step, %.2f GFLOP/s (batch %ld in %ld "
+      "shard%s, width %ld, %ld steps after %ld warm-up; final loss %.4f)\n"
+      "  per step: data %.1f us, loss and backward %.1f us, adam %.1f us\n"
       "  sample: %.1f samples/s, %.2f GFLOP/s (DDIM-%ld, n %ld; mean [%.3f, %.3f], std [%.3f, %.3f])\n"
       "  peak RSS %.1f MiB; %.1f heap allocations per training step, %.1f per DDIM step\n",
       threads, threads == 1 ? "" : "s", tr.steps_per_s, tr.us_per_step, tr.gflops, o.batch,
-      o.width, tr.steps, o.warmup, tr.final_loss, p.data * us, p.forward * us, p.backward * us,
-      p.optim * us, sr.samples_per_s, sr.gflops, o.ddim_steps, o.n, sr.mean[0], sr.mean[1],
+      o.shards, o.shards == 1 ? "" : "s", o.width, tr.steps, o.warmup, tr.final_loss,
+      p.data * us, p.loss_backward * us, p.optim * us, sr.samples_per_s, sr.gflops, o.ddim_steps, o.n, sr.mean[0], sr.mean[1],
       sr.std[0], sr.std[1], peak_mb, tr.allocs_per_step, sr.allocs_per_step);
 
   std::vector<SgemmResult> sgemm;
@@ -156,13 +163,12 @@ int run(const Options& o) {
 
   std::ostringstream js;
   js << "{\"impl\": \"diffusion-cpp\", \"threads\": " << threads << ", \"steps\": " << tr.steps
-     << ", \"batch\": " << o.batch << ", \"width\": " << o.width
+     << ", \"batch\": " << o.batch << ", \"shards\": " << o.shards << ", \"width\": " << o.width
      << ", \"steps_per_s\": " << json_number(tr.steps_per_s)
      << ", \"us_per_step\": " << json_number(tr.us_per_step)
      << ", \"train_gflops\": " << json_number(tr.gflops)
      << ", \"phase_us\": {\"data\": " << json_number(p.data * us)
-     << ", \"forward\": " << json_number(p.forward * us)
-     << ", \"backward\": " << json_number(p.backward * us)
+     << ", \"loss_backward\": " << json_number(p.loss_backward * us)
      << ", \"adam\": " << json_number(p.optim * us)
      << "}, \"final_loss\": " << json_number(tr.final_loss) << ", \"ddim_steps\": " << o.ddim_steps
      << ", \"n\": " << o.n << ", \"samples_per_s\": " << json_number(sr.samples_per_s)

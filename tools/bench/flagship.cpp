@@ -6,6 +6,7 @@
 #include <limits>
 
 #include <diffusion/autodiff.hpp>
+#include <diffusion/data_parallel.hpp>
 #include <diffusion/optim.hpp>
 
 #include "alloc_count.h"
@@ -107,53 +108,57 @@ Flagship::Flagship(std::size_t width, std::uint64_t seed)
   data_ = standardised_moons(data_rng, kDataSize, 0.05f, mean_, std_);
 }
 
-TrainResult Flagship::train(std::size_t batch, long warmup, long min_steps, double min_seconds) {
+TrainResult Flagship::train(std::size_t batch, std::size_t shards, long warmup, long min_steps,
+                            double min_seconds) {
   const std::size_t B = batch;
   Rng rng = root_.split("train");
-  Adam opt(model_.net.parameters(), AdamOptions{});
-  // The bench's own buffers are made once, so the allocation count is the core's.
-  Tensor x0 = Tensor::from_shape({B, 2}), sa = Tensor::from_shape({B, 1}),
-         sb = Tensor::from_shape({B, 1}), t = Tensor::from_shape({B}), eps = Tensor::from_shape({B, 2});
-  Phases ph;
-  float loss_value = 0.0f;
-  Clock::time_point start;
-  double allocs_at_start = 0.0;
-  long timed = 0;
-  for (long step = 0;; ++step) {
-    if (step == warmup) ph = Phases{}, start = Clock::now(), allocs_at_start = allocations();
-    if (step >= warmup) {
-      if (timed >= min_steps && seconds(Clock::now() - start) >= min_seconds) break;
-      ++timed;
-    }
-    const auto t0 = Clock::now();
-    for (std::size_t i = 0; i < B; ++i) {
-      const std::size_t r = rng.integer(data_.shape()[0]);
-      x0(i, 0) = data_(r, 0), x0(i, 1) = data_(r, 1);
-    }
-    rng.fill_integer(t, kT);
-    rng.fill_normal(eps);
-    for (std::size_t i = 0; i < B; ++i) {
+  const std::vector<Var> params = model_.net.parameters();
+  Adam opt(params, AdamOptions{});
+  ShardedStep step(params, shards);
+  // The loss of one batch or shard: its own times and noise, x_t, MSE against eps.
+  const auto loss = [this](const Tensor& x0, const std::vector<int>*, Rng& r) {
+    const std::size_t n = x0.shape()[0];
+    Tensor t = Tensor::from_shape({n}), eps = Tensor::from_shape({n, 2});
+    Tensor sa = Tensor::from_shape({n, 1}), sb = Tensor::from_shape({n, 1});
+    r.fill_integer(t, kT);
+    r.fill_normal(eps);
+    for (std::size_t i = 0; i < n; ++i) {
       const float ab = abar_[static_cast<std::size_t>(t(i))];
       sa(i, 0) = std::sqrt(ab), sb(i, 0) = std::sqrt(1.0f - ab);
     }
     const Var xt = Var(sa) * Var(x0) + Var(sb) * Var(eps);
+    return mse_loss(model_(xt, t), Var(std::move(eps)));
+  };
+  // The bench's own buffer is made once, so the allocation count is the core's.
+  Tensor x0 = Tensor::from_shape({B, 2});
+  Phases ph;
+  double loss_value = 0.0;
+  Clock::time_point start;
+  double allocs_at_start = 0.0;
+  long timed = 0;
+  for (long i = 0;; ++i) {
+    if (i == warmup) ph = Phases{}, start = Clock::now(), allocs_at_start = allocations();
+    if (i >= warmup) {
+      if (timed >= min_steps && seconds(Clock::now() - start) >= min_seconds) break;
+      ++timed;
+    }
+    const auto t0 = Clock::now();
+    for (std::size_t j = 0; j < B; ++j) {
+      const std::size_t r = rng.integer(data_.shape()[0]);
+      x0(j, 0) = data_(r, 0), x0(j, 1) = data_(r, 1);
+    }
     const auto t1 = Clock::now();
-    Var loss = mse_loss(model_(xt, t), Var(eps));
+    loss_value = step.run(x0, nullptr, rng, loss);
     const auto t2 = Clock::now();
-    opt.zero_grad();
-    loss.backward();
-    const auto t3 = Clock::now();
     opt.step();
-    const auto t4 = Clock::now();
-    loss_value = loss.item();
-    ph.data += seconds(t1 - t0), ph.forward += seconds(t2 - t1);
-    ph.backward += seconds(t3 - t2), ph.optim += seconds(t4 - t3);
+    const auto t3 = Clock::now();
+    ph.data += seconds(t1 - t0), ph.loss_backward += seconds(t2 - t1), ph.optim += seconds(t3 - t2);
   }
   const double secs = seconds(Clock::now() - start);
   const double allocs = allocations() - allocs_at_start;
   const double flops = total_flops(training_gemms(width_, B));
   return {timed,          secs, timed / secs, 1e6 * secs / timed, flops * timed / secs / 1e9,
-          allocs / timed, loss_value, ph};
+          allocs / timed, static_cast<float>(loss_value), ph};
 }
 
 SampleResult Flagship::sample(std::size_t n, std::size_t S) {

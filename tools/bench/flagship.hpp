@@ -4,7 +4,7 @@
 // Training step: x0 a batch of standardised two moons (noise 0.05), t ~ U{0..999},
 // eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (linear betas 1e-4..0.02), the MLP
 // [x_t (2), sinusoidal embedding of t (32)] -> 3 x width SiLU -> 2, MSE against eps, then
-// zero_grad, backward and an Adam step (lr 1e-3). Sampling: DDIM, eta 0, on the grid
+// backward and an Adam step (lr 1e-3); times and noise are drawn per shard. Sampling: DDIM, eta 0, on the grid
 // floor(linspace(T-1, 0, steps)), the last step going to clean data, under a NoGradScope.
 #pragma once
 
@@ -36,7 +36,9 @@ double total_flops(const std::vector<Gemm>& gemms);
 
 /// Wall-clock seconds per phase over the timed training steps.
 struct Phases {
-  double data = 0, forward = 0, backward = 0, optim = 0;
+  double data = 0;           // drawing the batch
+  double loss_backward = 0;  // times, noise, x_t, forward, loss and backward (in the shards)
+  double optim = 0;          // the Adam step
 };
 
 struct TrainResult {
@@ -61,8 +63,10 @@ class Flagship {
   Flagship(std::size_t width, std::uint64_t seed);
 
   /// `warmup` untimed steps, then timed steps until both `min_steps` and `min_seconds` are
-  /// reached (a fresh Adam each call).
-  TrainResult train(std::size_t batch, long warmup, long min_steps, double min_seconds);
+  /// reached (a fresh Adam each call). Each batch is cut into `shards` run at once
+  /// (data_parallel.hpp, as `train.shards`); 1 splits the products instead.
+  TrainResult train(std::size_t batch, std::size_t shards, long warmup, long min_steps,
+                    double min_seconds);
   /// DDIM with `steps` steps for n points from the current weights.
   SampleResult sample(std::size_t n, std::size_t steps);
 

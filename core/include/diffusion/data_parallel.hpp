@@ -17,6 +17,7 @@
 
 #include "diffusion/components.hpp"
 #include "diffusion/grad_sink.hpp"
+#include "diffusion/parallel.hpp"
 
 namespace diffusion {
 
@@ -27,13 +28,37 @@ class ShardedStep {
 
   std::size_t shards() const { return shards_; }
 
-  /// The loss of the batch x0 (rows divisible by the shard count), with the parameters'
-  /// gradients of it left in their grads (replacing what was there). Draws one number from
-  /// rng per step when sharded; each shard's stream is split from it.
+  /// The loss of the batch x0 (its rows divisible by the shard count), with the parameters'
+  /// gradients of it left in their grads (replacing what was there). `loss(x0, labels, rng)`
+  /// returns the scalar loss of a batch or shard. Sharded, the step draws one number from rng
+  /// and each shard draws from its own stream split from it.
+  template <class LossFn>
+  double run(const Tensor& x0, const std::vector<int>* labels, Rng& rng, const LossFn& loss) {
+    for (Var& p : params_) p.zero_grad();
+    if (shards_ == 1) {
+      const Var l = loss(x0, labels, rng);
+      l.backward();
+      return l.item();
+    }
+    split(x0, labels);
+    const Rng base(rng.next_u64());
+    parallel_for(shards_, [&](std::size_t s) {
+      Rng shard_rng = base.split(std::uint64_t{s});
+      GradSink::Scope scope(sinks_[s]);
+      backward(s, loss(x0_[s], labels ? &labels_[s] : nullptr, shard_rng));
+    });
+    return reduce();
+  }
+
+  /// The same with a Loss component on a Network.
   double run(Network& net, const Sde& sde, const Loss& loss, const Tensor& x0,
              const std::vector<int>* labels, Rng& rng);
 
  private:
+  void split(const Tensor& x0, const std::vector<int>* labels);
+  void backward(std::size_t shard, const Var& loss);  // in the shard's sink scope
+  double reduce();  // the shards' gradients into the parameters; the mean loss
+
   std::vector<Var> params_;
   std::size_t shards_;
   std::vector<GradSink> sinks_;
