@@ -152,7 +152,7 @@ TEST_CASE("solve_assignment on structured costs", "[metrics][assignment]") {
 }
 
 TEST_CASE("solve_assignment_sqeuclidean is certified optimal", "[metrics][assignment]") {
-  // n >= 1200 takes the multiscale start; dim > 3 the matrix path, dim >= 32 with dgemm.
+  // dim > 3 takes the matrix path, dim >= 32 with dgemm.
   const std::size_t n = GENERATE(1, 2, 9, 300, 1300);
   const std::size_t dim = GENERATE(1, 2, 3, 5, 40);
   CAPTURE(n, dim);
