@@ -236,6 +236,59 @@ TEST_CASE("DDIM with explicit timesteps steps through exactly those times", "[sa
   }
 }
 
+TEST_CASE("DDIM with a piecewise spacing spreads its steps by the shares", "[sampler][ddim]") {
+  load_ddpm();
+  auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: linear}");
+  Denoiser model(std::make_shared<StandardNormalEps>(sde), sde, Parameterisation::eps);
+  const std::string spacing = "spacing: {type: piecewise, times: [999, 600, 300, 100, 0], shares: [12, 12, 16, 9]}";
+  // The grid, read back from a trajectory that keeps every step (its last time is the data's).
+  const auto grid_of = [&](std::size_t steps, Tensor* x = nullptr, Tensor* prior = nullptr) {
+    Trajectory traj;
+    traj.max_frames = steps + 1;
+    Rng r1(3), r2(3);
+    const Tensor out = make_sampler("{type: ddim, steps: " + std::to_string(steps) + ", " + spacing + "}")
+                           ->sample(model, {4, 2}, r1, &traj);
+    if (x) *x = out, *prior = sde->prior_sample({4, 2}, r2);
+    traj.times.pop_back();
+    return traj.times;
+  };
+  Tensor x, prior;
+  const std::vector<double> grid = grid_of(50, &x, &prior);
+  REQUIRE(grid.size() == 50);
+  // 12 + 12 + 16 + 9 steps of 49: the knots fall on steps 0, 12, 24, 40 and 49 ...
+  const std::size_t at[] = {0, 12, 24, 40, 49};
+  const double times[] = {999, 600, 300, 100, 0};
+  for (int k = 0; k < 5; ++k) REQUIRE(grid[at[k]] == times[k]);
+  // ... and in between the steps are even, to a whole DDPM step.
+  for (int k = 0; k < 4; ++k) {
+    const double even = (times[k] - times[k + 1]) / double(at[k + 1] - at[k]);
+    for (std::size_t i = at[k]; i < at[k + 1]; ++i) {
+      CAPTURE(i);
+      REQUIRE(grid[i] == std::round(grid[i]));
+      REQUIRE(std::abs((grid[i] - grid[i + 1]) - even) <= 1.0);
+    }
+  }
+  require_ddim_factor(*sde, grid, x, prior);
+  // The same shape at another step count.
+  const std::vector<double> ten = grid_of(10);
+  REQUIRE(ten.size() == 10);
+  REQUIRE(ten.front() == 999);
+  REQUIRE(ten.back() == 0);
+  for (std::size_t i = 0; i + 1 < ten.size(); ++i) REQUIRE(ten[i] > ten[i + 1]);
+  SECTION("bad spacings are refused, naming the key") {
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: {type: piecewise, times: [999, 0], shares: [1, 2]}}"),
+                        Catch::Contains("spacing.shares") && Catch::Contains("one share per interval"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: {type: piecewise, times: [0, 999], shares: [1]}}"),
+                        Catch::Contains("spacing.times") && Catch::Contains("strictly decreasing"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: {type: piecewise, times: [999, 0], shares: [0]}}"),
+                        Catch::Contains("positive shares"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: {type: cubic}}"),
+                        Catch::Contains("unknown spacing 'cubic'"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: {type: piecewise, times: [1500, 0], shares: [1]}}")->check(*sde),
+                        Catch::Contains("1500 lies outside"));
+  }
+}
+
 TEST_CASE("DDIM counts one network evaluation per step and rejects too many steps", "[sampler][ddim]") {
   load_ddpm();
   auto sde = make_sde("{type: ddpm, timesteps: 100}");
