@@ -927,25 +927,46 @@ void Config::apply_overrides(const std::vector<std::string>& assignments) {
 
 namespace {
 
+// Keys longer than this are emitted as explicit keys (`? key`): well inside YAML's
+// 1024-character limit on implicit keys even when escaping doubles a key's length and a tag is
+// added. yaml-cpp writes explicit keys correctly only in block style, so a document with one is
+// dumped all in block style.
+constexpr std::size_t kMaxImplicitKeyChars = 256;
+
+bool needs_explicit_key(const YAML::Node& key) {
+  return !key.IsScalar() || key.Scalar().size() > kMaxImplicitKeyChars;
+}
+
+bool has_explicit_key(const YAML::Node& node) {
+  if (node.IsMap())
+    for (auto it = node.begin(); it != node.end(); ++it)
+      if (needs_explicit_key(it->first) || has_explicit_key(it->second)) return true;
+  if (node.IsSequence())
+    for (std::size_t i = 0; i < node.size(); ++i)
+      if (has_explicit_key(node[i])) return true;
+  return false;
+}
+
 // Our own walk instead of `emitter << node`: yaml-cpp forgets that a scalar was quoted, so
 // `name: "007"` would come back as the number 7 when the dump is loaded again.
-void emit(YAML::Emitter& out, const YAML::Node& node) {
+void emit(YAML::Emitter& out, const YAML::Node& node, bool block_only) {
   switch (node.Type()) {
     case YAML::NodeType::Map:
-      if (node.Style() == YAML::EmitterStyle::Flow) out << YAML::Flow;
+      if (node.Style() == YAML::EmitterStyle::Flow && !block_only) out << YAML::Flow;
       out << YAML::BeginMap;
       for (auto it = node.begin(); it != node.end(); ++it) {
+        if (needs_explicit_key(it->first)) out << YAML::LongKey;
         out << YAML::Key;
-        emit(out, it->first);
+        emit(out, it->first, block_only);
         out << YAML::Value;
-        emit(out, it->second);
+        emit(out, it->second, block_only);
       }
       out << YAML::EndMap;
       break;
     case YAML::NodeType::Sequence:
-      if (node.Style() == YAML::EmitterStyle::Flow) out << YAML::Flow;
+      if (node.Style() == YAML::EmitterStyle::Flow && !block_only) out << YAML::Flow;
       out << YAML::BeginSeq;
-      for (std::size_t i = 0; i < node.size(); ++i) emit(out, node[i]);
+      for (std::size_t i = 0; i < node.size(); ++i) emit(out, node[i], block_only);
       out << YAML::EndSeq;
       break;
     case YAML::NodeType::Scalar:
@@ -966,7 +987,7 @@ void emit(YAML::Emitter& out, const YAML::Node& node) {
 std::string Config::dump() const {
   if (!state_) return "{}\n";
   YAML::Emitter out;
-  emit(out, root_);
+  emit(out, root_, has_explicit_key(root_));
   std::string text = out.c_str();
   if (text.empty() || text.back() != '\n') text += '\n';
   return text;

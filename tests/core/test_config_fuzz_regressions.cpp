@@ -108,6 +108,25 @@ TEST_CASE("fuzz: nested YAML aliases cannot expand a small file into billions of
 // `conditioning: add` reads hidden[0] of an empty list (UBSan: reference binding to null
 // pointer; a crash in a release build). Hidden ([.]) until the plugin refuses it with a
 // ConfigError at network.hidden; then drop the [.] tag. Run it with: diffusion_tests "[known-bug]".
+TEST_CASE("fuzz: a key too long for a simple key is dumped as an explicit one", "[config][fuzz]") {
+  // YAML limits an implicit (simple) key to 1024 characters. A longer key, written as an
+  // explicit `? key` in the file, was dumped as a simple key, so the dump did not load back
+  // ("end of map not found").
+  for (const std::string quote : {"\"", "'", ""}) {
+    for (const std::size_t n : {std::size_t{1000}, std::size_t{1100}, std::size_t{3000}}) {
+      CAPTURE(quote, n);
+      const std::string key = quote + std::string(n, 'k') + quote;
+      for (const std::string doc : {"? " + key + "\n: 1\nseed: 2\n", "{? " + key + " : [1, 2], seed: 2}\n",
+                                    "a: {? " + key + " : {? " + key + " : 3}}\n"}) {
+        const Config c = Config::load_string(doc);
+        const std::string dumped = c.dump();
+        CAPTURE(dumped.substr(0, 200));
+        REQUIRE(canonical_config(Config::load_string(dumped)) == canonical_config(c));
+      }
+    }
+  }
+}
+
 TEST_CASE("fuzz: an empty hidden list with conditioning add is refused", "[.][known-bug]") {
   load_plugin(std::string(DIFFUSION_PLUGIN_BUILD_DIR) + "/libdiffusion_mlp.so");
   Rng rng(3);
