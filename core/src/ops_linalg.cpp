@@ -29,13 +29,19 @@ void sgemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const 
 // results depend on DIFFUSION_THREADS. With one thread the same blocks simply run in turn.
 constexpr std::size_t kBlockMacs = std::size_t{1} << 21;  // ~60 us of sgemm per block at least
 constexpr std::size_t kMaxBlocks = 16;
+// Every block packs the whole of the operand it shares with the others, so a thin block spends
+// as long packing as multiplying: a weight gradient dW = dY^T X (512 x 512, k = 4096) cut into
+// 16 blocks of 32 rows would pack X 16 times. Beyond two blocks, each is at least this long.
+constexpr std::size_t kMinBlockLen = 256;
 
 // Length of the blocks (a multiple of 16, whole kernel tiles, at most max_len) that cut
 // `extent` rows or columns of a product of `macs` multiply-adds. The number of blocks is a
 // power of two, so that they share out evenly over 2 or 4 threads.
 std::size_t block_length(std::size_t extent, std::size_t macs, std::size_t max_len) {
   std::size_t blocks = 1;
-  while (blocks < kMaxBlocks && 2 * blocks * kBlockMacs <= macs) blocks *= 2;
+  while (blocks < kMaxBlocks && 2 * blocks * kBlockMacs <= macs &&
+         (blocks == 1 || extent / (2 * blocks) >= kMinBlockLen))
+    blocks *= 2;
   const std::size_t len = ((extent + blocks - 1) / blocks + 15) / 16 * 16;
   return std::min(std::max<std::size_t>(len, 1), std::max<std::size_t>(max_len, 16));
 }
