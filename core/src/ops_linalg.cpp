@@ -29,9 +29,9 @@ void sgemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const 
 // results depend on DIFFUSION_THREADS. With one thread the same blocks simply run in turn.
 constexpr std::size_t kBlockMacs = std::size_t{1} << 21;  // ~60 us of sgemm per block at least
 constexpr std::size_t kMaxBlocks = 16;
-// Every block packs the whole of the operand it shares with the others, so a thin block spends
-// as long packing as multiplying: a weight gradient dW = dY^T X (512 x 512, k = 4096) cut into
-// 16 blocks of 32 rows would pack X 16 times. Beyond two blocks, each is at least this long.
+// Every block packs the whole of the operand it shares with the others, so thin blocks spend
+// much of their time packing: a weight gradient dW = dY^T X (512 x 512, k = 4096) cut into 16
+// blocks of 32 rows would pack X 16 times. Beyond two blocks, each is at least this long.
 constexpr std::size_t kMinBlockLen = 256;
 
 // Length of the blocks (a multiple of 16, whole kernel tiles, at most max_len) that cut
