@@ -3,7 +3,7 @@
 // forward transition variance beta (the two choices of section 3.2).
 #include <cmath>
 
-#include <diffusion/gaussian_posterior.hpp>
+#include <diffusion/model/gaussian_posterior.hpp>
 #include <diffusion/plugin.hpp>
 
 namespace diffusion::ddpm {

@@ -14,11 +14,11 @@
 #include <cmath>
 #include <string>
 
-#include <diffusion/quasi_random.hpp>
+#include <diffusion/tensor/quasi_random.hpp>
 
-#include <diffusion/gaussian_posterior.hpp>
+#include <diffusion/model/gaussian_posterior.hpp>
 #include <diffusion/plugin.hpp>
-#include <diffusion/text.hpp>
+#include <diffusion/io/text.hpp>
 
 namespace diffusion::ddpm {
 namespace {

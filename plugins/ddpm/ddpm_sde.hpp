@@ -1,8 +1,8 @@
 #pragma once
 #include <vector>
 
-#include <diffusion/components.hpp>
-#include <diffusion/config.hpp>
+#include <diffusion/model/components.hpp>
+#include <diffusion/io/config.hpp>
 
 namespace diffusion::ddpm {
 

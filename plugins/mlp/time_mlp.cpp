@@ -2,7 +2,7 @@
 // encoding used by DDPM, or Gaussian Fourier features, as in Song et al. 2021) is concatenated
 // to the input, or projected and added to the first hidden layer. An optional learned class
 // embedding enters the same way.
-#include <diffusion/nn.hpp>
+#include <diffusion/nn/layers.hpp>
 #include <diffusion/plugin.hpp>
 
 namespace diffusion::mlp {

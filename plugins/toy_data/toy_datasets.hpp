@@ -7,8 +7,8 @@
 #include <cstddef>
 #include <vector>
 
-#include "diffusion/random.hpp"
-#include "diffusion/tensor.hpp"
+#include "diffusion/tensor/random.hpp"
+#include "diffusion/tensor/tensor.hpp"
 
 namespace diffusion::toy {
 

@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "diffusion/autodiff.hpp"
-#include "diffusion/random.hpp"
+#include "diffusion/autodiff/autodiff.hpp"
+#include "diffusion/tensor/random.hpp"
 
 namespace grad_check {
 

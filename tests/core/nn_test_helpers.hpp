@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <string>
 
-#include "diffusion/parallel.hpp"
-#include "diffusion/tensor.hpp"
+#include "diffusion/tensor/parallel.hpp"
+#include "diffusion/tensor/tensor.hpp"
 
 namespace diffusion::testing {
 

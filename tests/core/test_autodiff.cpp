@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "diffusion/autodiff.hpp"
+#include "diffusion/autodiff/autodiff.hpp"
 
 using namespace diffusion;
 using Catch::Matchers::Contains;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/grad_check.hpp"
-#include "diffusion/autodiff.hpp"
+#include "diffusion/autodiff/autodiff.hpp"
 
 using namespace diffusion;
 using grad_check::away_from_zero;

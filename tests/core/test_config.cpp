@@ -5,8 +5,8 @@
 #include <fstream>
 #include <string>
 
-#include "diffusion/config.hpp"
-#include "diffusion/text.hpp"
+#include "diffusion/io/config.hpp"
+#include "diffusion/io/text.hpp"
 
 using namespace diffusion;
 using Catch::Matchers::Contains;

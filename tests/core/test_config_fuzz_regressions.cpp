@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "diffusion/checkpoint.hpp"
-#include "diffusion/components.hpp"
-#include "diffusion/config.hpp"
-#include "diffusion/plugin_loader.hpp"
+#include "diffusion/run/checkpoint.hpp"
+#include "diffusion/model/components.hpp"
+#include "diffusion/io/config.hpp"
+#include "diffusion/plugin/plugin_loader.hpp"
 
 using namespace diffusion;
 using Catch::Matchers::Contains;

@@ -4,8 +4,8 @@
 #include <memory>
 #include <string>
 
-#include "diffusion/config.hpp"
-#include "diffusion/registry.hpp"
+#include "diffusion/io/config.hpp"
+#include "diffusion/plugin/registry.hpp"
 
 using namespace diffusion;
 using Catch::Matchers::Contains;

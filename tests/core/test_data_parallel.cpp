@@ -7,8 +7,8 @@
 #include <memory>
 #include <vector>
 
-#include "diffusion/data_parallel.hpp"
-#include "diffusion/nn.hpp"
+#include "diffusion/autodiff/data_parallel.hpp"
+#include "diffusion/nn/layers.hpp"
 #include "grad_check.hpp"
 #include "nn_test_helpers.hpp"
 

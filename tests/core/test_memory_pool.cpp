@@ -5,11 +5,11 @@
 #include <cstdint>
 #include <cstring>
 
-#include "diffusion/autodiff.hpp"
-#include "diffusion/memory_pool.hpp"
-#include "diffusion/nn.hpp"
-#include "diffusion/optim.hpp"
-#include "diffusion/random.hpp"
+#include "diffusion/autodiff/autodiff.hpp"
+#include "diffusion/tensor/memory_pool.hpp"
+#include "diffusion/nn/layers.hpp"
+#include "diffusion/optim/optim.hpp"
+#include "diffusion/tensor/random.hpp"
 
 using namespace diffusion;
 

@@ -7,9 +7,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "diffusion/assignment.hpp"
-#include "diffusion/metrics.hpp"
-#include "diffusion/random.hpp"
+#include "diffusion/metrics/assignment.hpp"
+#include "diffusion/metrics/metrics.hpp"
+#include "diffusion/tensor/random.hpp"
 
 using Catch::Matchers::WithinAbs;
 using Catch::Matchers::WithinRel;

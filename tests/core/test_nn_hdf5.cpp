@@ -10,8 +10,8 @@
 
 #include <unistd.h>
 
-#include "diffusion/hdf5_io.hpp"
-#include "diffusion/random.hpp"
+#include "diffusion/io/hdf5_io.hpp"
+#include "diffusion/tensor/random.hpp"
 
 using namespace diffusion;
 using namespace diffusion::testing;

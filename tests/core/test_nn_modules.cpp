@@ -11,10 +11,10 @@
 
 #include <unistd.h>
 
-#include "diffusion/hdf5_io.hpp"
-#include "diffusion/module.hpp"
-#include "diffusion/nn.hpp"
-#include "diffusion/optim.hpp"
+#include "diffusion/io/hdf5_io.hpp"
+#include "diffusion/nn/module.hpp"
+#include "diffusion/nn/layers.hpp"
+#include "diffusion/optim/optim.hpp"
 
 using namespace diffusion;
 using namespace diffusion::testing;

@@ -9,8 +9,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "diffusion/autodiff.hpp"
-#include "diffusion/parallel.hpp"
+#include "diffusion/autodiff/autodiff.hpp"
+#include "diffusion/tensor/parallel.hpp"
 #include "grad_check.hpp"
 #include "nn_test_helpers.hpp"
 

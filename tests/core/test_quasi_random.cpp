@@ -5,7 +5,7 @@
 #include <limits>
 #include <vector>
 
-#include "diffusion/quasi_random.hpp"
+#include "diffusion/tensor/quasi_random.hpp"
 
 using namespace diffusion;
 

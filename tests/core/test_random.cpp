@@ -3,7 +3,7 @@
 #include <cmath>
 #include <vector>
 
-#include "diffusion/random.hpp"
+#include "diffusion/tensor/random.hpp"
 
 using namespace diffusion;
 using Catch::Matchers::WithinAbs;

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include <diffusion/tensor.hpp>
+#include <diffusion/tensor/tensor.hpp>
 
 namespace diffusion::testing {
 

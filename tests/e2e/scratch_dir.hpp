@@ -7,7 +7,7 @@
 #include <string>
 #include <system_error>
 
-#include <diffusion/tensor.hpp>
+#include <diffusion/tensor/tensor.hpp>
 
 namespace diffusion::testing {
 

@@ -19,7 +19,7 @@
 
 #include <catch2/catch.hpp>
 
-#include <diffusion/hdf5_io.hpp>
+#include <diffusion/io/hdf5_io.hpp>
 
 #include "scratch_dir.hpp"
 

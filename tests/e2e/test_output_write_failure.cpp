@@ -16,8 +16,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <diffusion/checkpoint.hpp>
-#include <diffusion/hdf5_io.hpp>
+#include <diffusion/run/checkpoint.hpp>
+#include <diffusion/io/hdf5_io.hpp>
 
 #include "runexp_child.hpp"
 #include "scratch_dir.hpp"

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include <diffusion/plugin.hpp>
-#include <diffusion/plugin_loader.hpp>
+#include <diffusion/plugin/plugin_loader.hpp>
 
 namespace fs = std::filesystem;
 using namespace diffusion;

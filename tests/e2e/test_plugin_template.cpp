@@ -17,8 +17,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <diffusion/hdf5_io.hpp>
-#include <diffusion/plugin_loader.hpp>
+#include <diffusion/io/hdf5_io.hpp>
+#include <diffusion/plugin/plugin_loader.hpp>
 
 namespace fs = std::filesystem;
 using diffusion::Error;

@@ -20,7 +20,7 @@
 
 #include <catch2/catch.hpp>
 
-#include <diffusion/hdf5_io.hpp>
+#include <diffusion/io/hdf5_io.hpp>
 
 namespace fs = std::filesystem;
 using diffusion::Error;

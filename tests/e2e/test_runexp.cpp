@@ -23,8 +23,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <diffusion/config.hpp>
-#include <diffusion/hdf5_io.hpp>
+#include <diffusion/io/config.hpp>
+#include <diffusion/io/hdf5_io.hpp>
 
 #include "scratch_dir.hpp"
 

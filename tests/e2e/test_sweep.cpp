@@ -18,8 +18,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <diffusion/hdf5_io.hpp>
-#include <diffusion/sweep.hpp>
+#include <diffusion/io/hdf5_io.hpp>
+#include <diffusion/run/sweep.hpp>
 
 #include "scratch_dir.hpp"
 

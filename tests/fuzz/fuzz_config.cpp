@@ -17,10 +17,10 @@
 #include <sstream>
 #include <string>
 
-#include <diffusion/checkpoint.hpp>
-#include <diffusion/config.hpp>
-#include <diffusion/experiment.hpp>
-#include <diffusion/plugin_loader.hpp>
+#include <diffusion/run/checkpoint.hpp>
+#include <diffusion/io/config.hpp>
+#include <diffusion/run/experiment.hpp>
+#include <diffusion/plugin/plugin_loader.hpp>
 
 namespace {
 

@@ -7,9 +7,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include <diffusion/components.hpp>
-#include <diffusion/config.hpp>
-#include <diffusion/plugin_loader.hpp>
+#include <diffusion/model/components.hpp>
+#include <diffusion/io/config.hpp>
+#include <diffusion/plugin/plugin_loader.hpp>
 
 using namespace diffusion;
 using Catch::Matchers::WithinAbs;

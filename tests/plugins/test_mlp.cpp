@@ -2,9 +2,9 @@
 // parameter in each conditioning mode.
 #include <catch2/catch.hpp>
 
-#include <diffusion/components.hpp>
-#include <diffusion/config.hpp>
-#include <diffusion/plugin_loader.hpp>
+#include <diffusion/model/components.hpp>
+#include <diffusion/io/config.hpp>
+#include <diffusion/plugin/plugin_loader.hpp>
 
 using namespace diffusion;
 

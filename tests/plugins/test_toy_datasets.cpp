@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include <diffusion/metrics.hpp>
+#include <diffusion/metrics/metrics.hpp>
 
 #include "toy_data/toy_datasets.hpp"
 

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include <diffusion/parallel.hpp>
+#include <diffusion/tensor/parallel.hpp>
 
 #include "cli.hpp"
 #include "flagship.hpp"

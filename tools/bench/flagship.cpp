@@ -5,9 +5,9 @@
 #include <cmath>
 #include <limits>
 
-#include <diffusion/autodiff.hpp>
-#include <diffusion/data_parallel.hpp>
-#include <diffusion/optim.hpp>
+#include <diffusion/autodiff/autodiff.hpp>
+#include <diffusion/autodiff/data_parallel.hpp>
+#include <diffusion/optim/optim.hpp>
 
 #include "alloc_count.h"
 

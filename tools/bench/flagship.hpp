@@ -12,9 +12,9 @@
 #include <cstdint>
 #include <vector>
 
-#include <diffusion/nn.hpp>
-#include <diffusion/random.hpp>
-#include <diffusion/tensor.hpp>
+#include <diffusion/nn/layers.hpp>
+#include <diffusion/tensor/random.hpp>
+#include <diffusion/tensor/tensor.hpp>
 
 namespace bench {
 

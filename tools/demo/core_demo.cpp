@@ -21,10 +21,10 @@
 #include <cstdlib>
 #include <string>
 
-#include <diffusion/autodiff.hpp>
-#include <diffusion/nn.hpp>
-#include <diffusion/optim.hpp>
-#include <diffusion/random.hpp>
+#include <diffusion/autodiff/autodiff.hpp>
+#include <diffusion/nn/layers.hpp>
+#include <diffusion/optim/optim.hpp>
+#include <diffusion/tensor/random.hpp>
 
 using namespace diffusion;
 

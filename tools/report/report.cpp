@@ -32,7 +32,7 @@
 #include <boost/program_options.hpp>
 #include <yaml-cpp/yaml.h>
 
-#include <diffusion/hdf5_io.hpp>
+#include <diffusion/io/hdf5_io.hpp>
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;

@@ -22,12 +22,12 @@
 
 #include <boost/program_options.hpp>
 
-#include <diffusion/checkpoint.hpp>
-#include <diffusion/experiment.hpp>
-#include <diffusion/plugin_loader.hpp>
-#include <diffusion/results.hpp>
-#include <diffusion/runner.hpp>
-#include <diffusion/sweep.hpp>
+#include <diffusion/run/checkpoint.hpp>
+#include <diffusion/run/experiment.hpp>
+#include <diffusion/plugin/plugin_loader.hpp>
+#include <diffusion/run/results.hpp>
+#include <diffusion/run/runner.hpp>
+#include <diffusion/run/sweep.hpp>
 
 namespace po = boost::program_options;
 using namespace diffusion;

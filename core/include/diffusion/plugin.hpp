@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "diffusion/config.hpp"
-#include "diffusion/registries.hpp"
+#include "diffusion/io/config.hpp"
+#include "diffusion/plugin/registries.hpp"
 
 namespace diffusion {
 

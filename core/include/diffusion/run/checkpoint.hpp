@@ -1,0 +1,99 @@
+#pragma once
+// Training checkpoints: everything needed to continue a run so that it ends bit-identical to a
+// run that was never stopped. A checkpoint is one HDF5 file `<out>.ckpt/step_<k>.h5` next to the
+// results file:
+//
+//   /                 attributes: step, config (resolved YAML), config_hash (hex FNV-1a 64 of the
+//                     canonical config), window, window_n, last_finite, final_loss,
+//                     version, complete=1 (written last: a file without it is not a checkpoint)
+//   /model, /ema      Module::save / EMA::save
+//   /optimizer        Optimizer::save_state
+//   /rng/data, /rng/train   uint64[5]: the xoshiro state s[0..3] and the stream's seed
+//   /train/step, /train/loss  the rows of the results file's loss log so far
+//
+// Files are written to a temporary name in the same folder, fsync'ed and renamed, so a crash
+// never leaves a half-written file under a step_<k>.h5 name; a file truncated afterwards (disk
+// full, copy interrupted) fails validation and is skipped in favour of an older one.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "diffusion/io/config.hpp"
+#include "diffusion/nn/module.hpp"
+#include "diffusion/optim/optim.hpp"
+#include "diffusion/tensor/random.hpp"
+
+namespace diffusion {
+
+/// FNV-1a, 64 bit: a stable hash (unlike std::hash) to store in files.
+std::uint64_t fnv1a64(std::string_view text);
+
+/// The document as sorted `key.path=value` lines (lists by index). Formatting, key order and
+/// comments do not matter, so a config dumped and re-read has the same canonical form.
+std::string canonical_config(const Config& config);
+/// fnv1a64 of canonical_config.
+std::uint64_t config_hash(const Config& config);
+
+struct ConfigDifference {
+  std::string key;     ///< dotted path
+  std::string before;  ///< value in the first config ("(absent)" if missing)
+  std::string after;   ///< value in the second
+};
+/// Keys whose values differ (numbers compare by value: 1e-3 equals 0.001), sorted by key.
+std::vector<ConfigDifference> config_differences(const Config& before, const Config& after);
+/// "train.steps (3000 -> 4000), seed (0 -> 1)".
+std::string describe(const std::vector<ConfigDifference>& diffs);
+
+/// The checkpoint folder of a results file: "<out>.ckpt".
+std::string checkpoint_dir_for(const std::string& out_path);
+
+/// The step_<k>.h5 files of a folder (none if it does not exist), sorted by step.
+std::vector<std::pair<std::int64_t, std::string>> list_checkpoints(const std::string& dir);
+
+/// What a checkpoint says about itself, without the weights.
+struct CheckpointInfo {
+  std::string path;
+  std::int64_t step = 0;
+  std::string config_text;
+  std::uint64_t config_hash = 0;
+};
+
+/// The newest checkpoint in `dir` that opens, carries complete=1 and whose every dataset reads
+/// back; each file skipped on the way is described in *skipped ("path: reason"). nullopt if none.
+std::optional<CheckpointInfo> find_latest_checkpoint(const std::string& dir,
+                                                     std::vector<std::string>* skipped = nullptr);
+
+/// Step and config of one checkpoint file (checks the complete=1 marker, not the weights).
+CheckpointInfo read_checkpoint_info(const std::string& path);
+
+/// The training loop's own state (the weights and optimiser are passed separately).
+struct TrainingState {
+  std::int64_t step = 0;                ///< updates done
+  Rng::State data_rng{}, train_rng{};   ///< the only streams the training loop draws from
+  double window = 0;                    ///< sum of losses in the current log window
+  std::int64_t window_n = 0;
+  double last_finite = 0;               ///< for the divergence message
+  double final_loss = 0;                ///< mean of the last complete window
+  std::vector<std::int64_t> log_steps;  ///< /train/step rows so far
+  std::vector<double> log_losses;       ///< /train/loss rows so far
+};
+
+/// Write `<dir>/step_<state.step>.h5` atomically (creating dir), then delete all but the newest
+/// `keep` checkpoints. ema may be null. Returns the path written.
+std::string write_checkpoint(const std::string& dir, const TrainingState& state, const Module& model,
+                             const EMA* ema, const Optimizer& optimizer, const Config& config,
+                             int keep);
+
+/// Restore a checkpoint into state, model, ema (may be null) and optimizer. Throws Error naming
+/// the file on any mismatch.
+CheckpointInfo read_checkpoint(const std::string& path, TrainingState& state, Module& model, EMA* ema,
+                               Optimizer& optimizer);
+
+/// Remove checkpoints with a step > after_step (all with -1) and leftover temporary files, so a
+/// fresh run (or a resumed one) never mixes in files from another history.
+void remove_checkpoints(const std::string& dir, std::int64_t after_step = -1);
+
+}  // namespace diffusion

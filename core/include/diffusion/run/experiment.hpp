@@ -1,0 +1,85 @@
+#pragma once
+// An experiment: the components a YAML file names, composed through the registries, and the
+// settings of training, sampling and evaluation. compose_experiment() reads and checks the
+// whole file before anything runs, so a typo fails in a second, not after training.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "diffusion/model/components.hpp"
+#include "diffusion/io/config.hpp"
+#include "diffusion/optim/optim.hpp"
+#include "diffusion/plugin/registries.hpp"
+
+namespace diffusion {
+
+/// One entry of `sampler:` / `samplers:`.
+struct SamplerSpec {
+  std::string name;                  ///< results group /samples/<name> (default: its type)
+  std::string type;                  ///< registry name of the sampler
+  std::shared_ptr<Sampler> sampler;
+  std::size_t n = 2000;              ///< number of samples
+  std::size_t trajectory = 0;        ///< frames of the trajectory to keep (0: none)
+  bool use_ema = true;               ///< sample with the EMA weights when training kept them
+};
+
+/// One entry of `metrics:`.
+struct MetricSpec {
+  std::string name;
+  std::shared_ptr<Metric> metric;
+};
+
+/// The `train:` section.
+struct TrainSettings {
+  std::int64_t steps = 1000;         ///< 0 (only with `init:`): no training, sample the loaded model
+  std::int64_t batch_size = 256;
+  /// Equal shards of each batch, run at once on the core's threads (data_parallel.hpp); the
+  /// numbers depend on this, never on the thread count. 1: the whole batch as one.
+  std::int64_t shards = 1;
+  std::int64_t log_every = 100;      ///< rows of /train/loss: the mean loss of each window
+  double ema_decay = 0.0;            ///< 0: no EMA
+  bool ema_warmup = true;            ///< decay min(ema, (1+n)/(10+n)): short runs stay usable
+  double grad_clip = 0.0;            ///< max global gradient norm; 0: no clipping
+  bool normalize = true;             ///< standardise data per coordinate for training
+  std::int64_t normalize_samples = 20000;
+  /// Write a checkpoint (<out>.ckpt/step_<k>.h5) every this many steps; 0: only on interrupt.
+  /// Default max(1000, steps / 10): about ten per run, never more often than every 1000 steps.
+  std::int64_t checkpoint_every = 1000;
+  std::int64_t keep_checkpoints = 2;  ///< how many of the newest checkpoints to keep (>= 1)
+  LrSchedule schedule;
+};
+
+struct Experiment {
+  explicit Experiment(Config c) : config(std::move(c)) {}
+  Config config;
+  std::string name;
+  std::uint64_t seed = 0;
+  std::shared_ptr<Dataset> dataset;
+  std::shared_ptr<Network> network;
+  std::shared_ptr<Network> ema_network;  ///< null without EMA
+  std::shared_ptr<Sde> sde;
+  std::shared_ptr<Loss> loss;
+  std::unique_ptr<Optimizer> optimizer;
+  TrainSettings train;
+  std::vector<SamplerSpec> samplers;
+  std::vector<MetricSpec> metrics;
+  std::size_t reference_n = 0;            ///< reference samples for the metrics
+
+  /// `init: results/x.h5`: the results file the weights were loaded from ("" without init).
+  /// compose_experiment() loads /model into network and the normaliser into init_mean and
+  /// init_std (the runner uses these instead of fitting its own). EMA: with train.ema > 0,
+  /// ema_network starts from the file's /ema (from /model when the file has none); with
+  /// train.ema 0 and train.steps 0, ema_network is the file's /ema when it has one (so
+  /// samplers with use_ema sample with it); with train.ema 0 and steps > 0 the file's /ema,
+  /// stale once fine-tuning starts, is not used.
+  std::string init;
+  bool init_ema = false;                  ///< ema_network holds the file's /ema
+  Tensor init_mean, init_std;             ///< the file's /data/mean, /data/std
+};
+
+/// Build every component named by the config (plugins must be loaded already) and check the
+/// whole document, unknown keys included. Throws ConfigError on any bad input.
+Experiment compose_experiment(const Config& config, Registries& regs = registries());
+
+}  // namespace diffusion

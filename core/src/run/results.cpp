@@ -1,0 +1,121 @@
+#include "diffusion/run/results.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "diffusion/io/h5_memory_file.hpp"
+#include "diffusion/io/hdf5_io.hpp"
+
+namespace diffusion {
+namespace fs = std::filesystem;
+
+namespace {
+
+H5::DataSet make_extendable(const H5::Group& g, const std::string& name, const H5::PredType& type) {
+  const hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {1024};
+  H5::DataSpace space(1, dims, maxdims);
+  H5::DSetCreatPropList props;
+  props.setChunk(1, chunk);
+  return g.createDataSet(name, type, space, props);
+}
+
+void append_value(H5::DataSet& ds, hsize_t row, const void* value, const H5::PredType& type) {
+  const hsize_t size[1] = {row + 1}, offset[1] = {row}, count[1] = {1};
+  ds.extend(size);
+  H5::DataSpace file_space = ds.getSpace();
+  file_space.selectHyperslab(H5S_SELECT_SET, count, offset);
+  H5::DataSpace mem_space(1, count);
+  ds.write(value, type, mem_space, file_space);
+}
+
+}  // namespace
+
+void check_output_path(const std::string& out_path) {
+  const fs::path out(out_path);
+  fs::path dir = out.parent_path();
+  if (dir.empty()) dir = ".";
+  if (!fs::is_directory(dir))
+    throw Error("output " + out_path + ": folder " + dir.string() + " does not exist");
+  if (::access(dir.c_str(), W_OK) != 0)
+    throw Error("output " + out_path + ": folder " + dir.string() + " is not writable");
+  if (fs::is_directory(out)) throw Error("output " + out_path + " is a folder, expected a file path");
+}
+
+ResultsWriter::ResultsWriter(const std::string& out_path) : out_path_(out_path) {
+  check_output_path(out_path);
+  const fs::path out(out_path);
+  fs::path dir = out.parent_path();
+  if (dir.empty()) dir = ".";
+  temp_path_ = (dir / ("." + out.filename().string() + "." + std::to_string(::getpid()) + ".tmp")).string();
+  // Created now, empty, so an output that cannot be written fails before any work is done;
+  // the file itself is built in memory and written into it by finish().
+  const int fd = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("output " + out_path + ": cannot create " + temp_path_ + ": " + std::strerror(errno));
+  ::close(fd);
+  try {
+    H5::Exception::dontPrint();
+    file_ = h5_create_in_memory(temp_path_);
+    write_attribute(file_, "status", "running");
+    write_attribute(file_, "version", kResultsVersion);
+    H5::Group train = h5_require_group(root(), "train");
+    steps_ = make_extendable(train, "step", H5::PredType::NATIVE_INT64);
+    losses_ = make_extendable(train, "loss", H5::PredType::NATIVE_DOUBLE);
+  } catch (const H5::Exception& e) {
+    std::remove(temp_path_.c_str());
+    throw Error("output " + out_path + ": cannot create " + temp_path_ + ": " + e.getDetailMsg());
+  }
+}
+
+ResultsWriter::~ResultsWriter() {
+  if (!done_) abandon();
+}
+
+void ResultsWriter::append_train(std::int64_t step, double loss) {
+  append_value(steps_, rows_, &step, H5::PredType::NATIVE_INT64);
+  append_value(losses_, rows_, &loss, H5::PredType::NATIVE_DOUBLE);
+  ++rows_;
+}
+
+void ResultsWriter::finish(const std::string& status) {
+  write_attribute(file_, "status", status);
+  try {
+    // A failed save (e.g. a full disk) removes the partial temporary file and leaves the
+    // in-memory file open, so the caller can still record the failure or abandon it.
+    h5_save_image(file_, temp_path_);
+  } catch (const Error& e) {
+    throw Error("output " + out_path_ + ": " + e.what());
+  }
+  close_handles();
+  if (std::rename(temp_path_.c_str(), out_path_.c_str()) != 0) {
+    const int err = errno;
+    std::remove(temp_path_.c_str());
+    done_ = true;
+    throw Error("output " + out_path_ + ": cannot rename " + temp_path_ + " into place: " + std::strerror(err));
+  }
+  fs::path dir = fs::path(out_path_).parent_path();
+  fsync_folder(dir.empty() ? "." : dir.string());
+  done_ = true;
+}
+
+void ResultsWriter::close_handles() {
+  // In memory, so closing writes nothing and cannot fail on a full disk.
+  steps_.close();
+  losses_.close();
+  file_.close();
+}
+
+void ResultsWriter::abandon() {
+  try {
+    close_handles();
+  } catch (const H5::Exception&) {
+  }
+  std::remove(temp_path_.c_str());
+  done_ = true;
+}
+
+}  // namespace diffusion
