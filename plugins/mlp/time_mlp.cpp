@@ -1,7 +1,9 @@
 // A time-conditioned MLP: the time embedding (sinusoidal, as the Transformer's positional
 // encoding used by DDPM, or Gaussian Fourier features, as in Song et al. 2021) is concatenated
 // to the input, or projected and added to the first hidden layer. An optional learned class
-// embedding enters the same way.
+// embedding enters the same way; it has one row more than there are classes, the null label,
+// which rows whose condition is dropped (the condition's null mask) use: classifier-free
+// guidance's unconditional model (Ho & Salimans 2022).
 #include <diffusion/nn/layers.hpp>
 #include <diffusion/plugin.hpp>
 
@@ -37,7 +39,8 @@ class TimeMlp : public Network {
     if (c.get_bool("class_conditional", false)) {
       if (ctx.num_classes <= 0) c.at("class_conditional").error("the data set has no labels to condition on");
       classes_ = ctx.num_classes;
-      class_embedding_ = register_parameter("class_embedding", Var(rng.normal({std::size_t(classes_), te_dim})));
+      class_embedding_ =
+          register_parameter("class_embedding", Var(rng.normal({std::size_t(classes_) + 1, te_dim})));
     }
     std::vector<std::size_t> widths;
     if (add_) {
@@ -56,12 +59,19 @@ class TimeMlp : public Network {
 
   bool class_conditional() const override { return classes_ > 0; }
 
-  Var forward(const Var& x, const Tensor& t, const std::vector<int>* labels) override {
+  Var forward(const Var& x, const Tensor& t, const Condition& c) override {
     Var emb = sinusoidal_ ? sinusoidal_->forward(t) : fourier_->forward(t);
     Var cls;
     if (classes_) {
-      if (!labels) throw Error("mlp: class-conditional network called without labels");
-      cls = index_select(class_embedding_, 0, std::vector<std::size_t>(labels->begin(), labels->end()));
+      if (!c.has_labels()) throw Error("mlp: class-conditional network called without labels");
+      const std::vector<int>& labels = c.labels();
+      std::vector<std::size_t> rows(labels.size());
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (labels[i] < 0 || labels[i] >= classes_)
+          throw Error("mlp: label " + std::to_string(labels[i]) + " outside 0.." + std::to_string(classes_ - 1));
+        rows[i] = c.is_null(i) ? std::size_t(classes_) : std::size_t(labels[i]);
+      }
+      cls = index_select(class_embedding_, 0, rows);
     }
     if (add_) {
       Var cond = classes_ ? emb + cls : emb;

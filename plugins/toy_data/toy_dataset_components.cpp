@@ -13,32 +13,42 @@ using Draw = std::function<Tensor(std::size_t, Rng&, std::vector<int>*)>;
 
 class ToyDataset : public Dataset {
  public:
-  ToyDataset(Draw draw, int classes, const ConfigNode& c)
-      : draw_(std::move(draw)), classes_(classes), scale_(c.get_double("scale", 1.0, Interval::greater_than(0))) {
+  /// `independent` draws every point on its own (default: `draw` itself).
+  ToyDataset(Draw draw, int classes, const ConfigNode& c, Draw independent = nullptr)
+      : draw_(std::move(draw)), independent_(independent ? std::move(independent) : draw_), classes_(classes),
+        scale_(c.get_double("scale", 1.0, Interval::greater_than(0))) {
     const auto shift = c.get_double_list("shift", {0.0, 0.0});
     if (shift.size() != 2) c.at("shift").fail("a list of two numbers");
     shift_[0] = shift[0], shift_[1] = shift[1];
   }
   Shape sample_shape() const override { return {2}; }
   int num_classes() const override { return classes_; }
-  Tensor sample(std::size_t n, Rng& rng, std::vector<int>* labels) const override {
-    Tensor x = draw_(n, rng, classes_ > 0 ? labels : nullptr);
-    if (labels && classes_ == 0) labels->assign(n, 0);
-    for (std::size_t i = 0; i < n; ++i)
+  Tensor sample(std::size_t n, Rng& rng, Condition* condition) const override {
+    std::vector<int> labels;
+    Tensor x = draw_(n, rng, condition && classes_ > 0 ? &labels : nullptr);
+    if (condition && classes_ > 0) condition->set_labels(std::move(labels));
+    return place(std::move(x));
+  }
+  Tensor sample_independent(std::size_t n, Rng& rng) const override { return place(independent_(n, rng, nullptr)); }
+
+ private:
+  Tensor place(Tensor x) const {
+    for (std::size_t i = 0; i < x.shape()[0]; ++i)
       for (std::size_t j = 0; j < 2; ++j) x(i, j) = float(scale_ * x(i, j) + shift_[j]);
     return x;
   }
 
- private:
-  Draw draw_;
+  Draw draw_, independent_;
   int classes_;
   double scale_, shift_[2];
 };
 
 std::shared_ptr<Dataset> make_moons(const ConfigNode& c, const BuildContext&) {
   const double noise = c.get_double("noise", 0.05, 0.0);
+  const bool even = c.get_choice("spread", "even", {"even", "independent"}) == "even";
+  const Draw independent = [=](std::size_t n, Rng& r, std::vector<int>* l) { return moons(n, noise, r, l, false); };
   return std::make_shared<ToyDataset>(
-      [=](std::size_t n, Rng& r, std::vector<int>* l) { return moons(n, noise, r, l); }, 2, c);
+      [=](std::size_t n, Rng& r, std::vector<int>* l) { return moons(n, noise, r, l, even); }, 2, c, independent);
 }
 
 std::shared_ptr<Dataset> make_circles(const ConfigNode& c, const BuildContext&) {

@@ -33,17 +33,29 @@ T* prepare(std::vector<T>* out, std::size_t n) {
 
 }  // namespace
 
-Tensor moons(std::size_t n, double noise, Rng& rng, std::vector<int>* labels) {
+Tensor moons(std::size_t n, double noise, Rng& rng, std::vector<int>* labels, bool even) {
   require(noise >= 0.0 && std::isfinite(noise), "moons", "noise must be >= 0, got " + num(noise));
   Tensor x = points(n);
   float* p = x.data();
   int* lab = prepare(labels, n);
+  if (!even) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const int moon = static_cast<int>(rng.integer(2));
+      const double s = kPi * rng.uniform_double();
+      if (moon == 0)
+        put(p, i, std::cos(s), std::sin(s), noise, rng);
+      else
+        put(p, i, 1.0 - std::cos(s), 0.5 - std::sin(s), noise, rng);
+      if (lab) lab[i] = moon;
+    }
+    return x;
+  }
   // As sklearn's make_moons: n/2 points on the upper moon and the rest on the lower one, spread
   // evenly along each arc. Jittered strata (one uniform draw per stratum) instead of linspace
   // keep that evenness while every batch is a fresh draw. Rows are then shuffled, so any
   // prefix of the batch is a fair subsample.
   const std::size_t upper = n / 2;
-  std::vector<std::size_t> order(n);
+  std::vector<std::size_t, PoolAllocator<std::size_t>> order(n);  // pooled: no heap allocation per batch
   for (std::size_t i = 0; i < n; ++i) order[i] = i;
   for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng.integer(i)]);
   for (std::size_t k = 0; k < n; ++k) {

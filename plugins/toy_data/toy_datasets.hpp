@@ -17,8 +17,10 @@ namespace diffusion::toy {
 ///   label 1 (the other half):  (1 - cos(pi s), 1/2 - sin(pi s)) + e    (unit circle around (1, 1/2))
 /// with s evenly spread over [0, 1] (jittered strata: s_j = (j + u_j) / count), rows shuffled.
 /// Two 2000-point draws at noise 0.05 are about 0.03 apart in exact W2, as sklearn's.
+/// With `even` false every point is drawn on its own instead: its moon with probability 1/2
+/// and s ~ U[0, 1] (what truly independent data look like: a binomial split between the moons).
 /// Mean (1/2, 1/4). Typical noise: 0.05-0.1.
-Tensor moons(std::size_t n, double noise, Rng& rng, std::vector<int>* labels = nullptr);
+Tensor moons(std::size_t n, double noise, Rng& rng, std::vector<int>* labels = nullptr, bool even = true);
 
 /// Two concentric circles (sklearn make_circles geometry), a ~ U[0, 2 pi), e ~ N(0, noise^2 I):
 ///   label 0 (prob 1/2): (cos a, sin a) + e;   label 1 (prob 1/2): factor (cos a, sin a) + e.

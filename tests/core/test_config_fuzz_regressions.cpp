@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "diffusion/run/checkpoint.hpp"
-#include "diffusion/model/components.hpp"
+#include "diffusion/components.hpp"
 #include "diffusion/io/config.hpp"
 #include "diffusion/plugin/plugin_loader.hpp"
 

@@ -7,7 +7,8 @@
 #include <memory>
 #include <vector>
 
-#include "diffusion/autodiff/data_parallel.hpp"
+#include "diffusion/model/network.hpp"
+#include "diffusion/run/data_parallel.hpp"
 #include "diffusion/nn/layers.hpp"
 #include "grad_check.hpp"
 #include "nn_test_helpers.hpp"
@@ -26,11 +27,11 @@ class SmallNet : public Network {
     offset_ = register_parameter("offset", Var(rng.normal({3, 2}), true));
   }
   bool class_conditional() const override { return true; }
-  Var forward(const Var& x, const Tensor& t, const std::vector<int>* labels) override {
+  Var forward(const Var& x, const Tensor& t, const Condition& c) override {
     const Var tc = reshape(Var(t), {static_cast<long>(t.size()), 1});
     const Var y = mlp_->forward(concat({x, tc}, 1));
-    if (!labels) return y;
-    return y + index_select(offset_, 0, std::vector<std::size_t>(labels->begin(), labels->end()));
+    if (!c.has_labels()) return y;
+    return y + index_select(offset_, 0, std::vector<std::size_t>(c.labels().begin(), c.labels().end()));
   }
 
  private:
@@ -38,55 +39,34 @@ class SmallNet : public Network {
   Var offset_;
 };
 
-// A per-sample mean that draws nothing: the same numbers however the batch is cut.
-class FixedLoss : public Loss {
- public:
-  Parameterisation parameterisation() const override { return Parameterisation::eps; }
-  Var loss(Network& net, const Sde&, const Tensor& x0, Rng&, const std::vector<int>* labels) const override {
-    const std::size_t n = x0.shape()[0];
-    Tensor t = Tensor::from_shape({n}), target = Tensor::from_shape({n, 2});
-    for (std::size_t i = 0; i < n; ++i) {
-      t(i) = std::cos(x0(i, 0));
-      for (std::size_t j = 0; j < 2; ++j) target(i, j) = std::sin(3 * x0(i, j));
-    }
-    return mse_loss(net.forward(Var(x0), t, labels), Var(target));
+// The mean of per-sample losses that draw nothing: the same numbers however the batch is cut.
+Var fixed_loss(Network& net, const Tensor& x0, const Condition& c) {
+  const std::size_t n = x0.shape()[0];
+  Tensor t = Tensor::from_shape({n}), target = Tensor::from_shape({n, 2});
+  for (std::size_t i = 0; i < n; ++i) {
+    t(i) = std::cos(x0(i, 0));
+    for (std::size_t j = 0; j < 2; ++j) target(i, j) = std::sin(3 * x0(i, j));
   }
-};
+  return mean(mse_per_sample(net.forward(Var(x0), t, c), Var(target)));
+}
 
 // Draws times and noise from rng, as the diffusion losses do.
-class NoisyLoss : public Loss {
- public:
-  Parameterisation parameterisation() const override { return Parameterisation::eps; }
-  Var loss(Network& net, const Sde&, const Tensor& x0, Rng& rng, const std::vector<int>* labels) const override {
-    const std::size_t n = x0.shape()[0];
-    const Tensor t = rng.uniform({n});
-    const Tensor eps = rng.normal({n, 2});
-    Tensor xt = Tensor::from_shape({n, 2});
-    for (std::size_t i = 0; i < n; ++i)
-      for (std::size_t j = 0; j < 2; ++j) xt(i, j) = x0(i, j) + t(i) * eps(i, j);
-    return mse_loss(net.forward(Var(xt), t, labels), Var(eps));
-  }
-};
-
-// Sde is not used by these losses; any concrete one will do.
-class UnusedSde : public Sde {
- public:
-  double alpha(double) const override { return 1; }
-  double sigma(double) const override { return 0; }
-  double drift_coef(double) const override { return 0; }
-  double diffusion(double) const override { return 0; }
-  double t_min() const override { return 0; }
-  double t_max() const override { return 1; }
-  Tensor sample_times(std::size_t n, Rng& rng) const override { return rng.uniform({n}); }
-  std::vector<double> time_grid(std::size_t, TimeSpacing) const override { return {1.0}; }
-};
+Var noisy_loss(Network& net, const Tensor& x0, const Condition& c, Rng& rng) {
+  const std::size_t n = x0.shape()[0];
+  const Tensor t = rng.uniform({n});
+  const Tensor eps = rng.normal({n, 2});
+  Tensor xt = Tensor::from_shape({n, 2});
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < 2; ++j) xt(i, j) = x0(i, j) + t(i) * eps(i, j);
+  return mean(mse_per_sample(net.forward(Var(xt), t, c), Var(eps)));
+}
 
 struct Step {
   double loss;
   std::vector<Tensor> grads;
 };
 
-Step run_step(std::size_t shards, const Loss& loss, std::uint64_t seed = 9) {
+Step run_step(std::size_t shards, bool noisy, std::uint64_t seed = 9) {
   Rng init(1);
   SmallNet net(init);
   Rng data(2);
@@ -94,10 +74,12 @@ Step run_step(std::size_t shards, const Loss& loss, std::uint64_t seed = 9) {
   std::vector<int> labels(64);
   for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>((i * 7) % 3);
   ShardedStep step(net.parameters(), shards);
-  UnusedSde sde;
   Rng rng(seed);
   Step out;
-  out.loss = step.run(net, sde, loss, x0, &labels, rng);
+  out.loss = step.run(x0, Condition::from_labels(labels), rng,
+                      [&](const Tensor& x, const Condition& c, Rng& r, std::size_t) {
+                        return noisy ? noisy_loss(net, x, c, r) : fixed_loss(net, x, c);
+                      });
   for (const Var& p : net.parameters()) out.grads.push_back(p.grad());
   return out;
 }
@@ -105,11 +87,10 @@ Step run_step(std::size_t shards, const Loss& loss, std::uint64_t seed = 9) {
 }  // namespace
 
 TEST_CASE("a sharded step's loss and gradients are the whole batch's", "[data_parallel]") {
-  const FixedLoss loss;
-  const Step whole = run_step(1, loss);
+  const Step whole = run_step(1, false);
   const std::size_t shards = GENERATE(2, 4, 8);
   CAPTURE(shards);
-  const Step cut = run_step(shards, loss);
+  const Step cut = run_step(shards, false);
   REQUIRE_THAT(cut.loss, Catch::Matchers::WithinRel(whole.loss, 1e-6));
   REQUIRE(cut.grads.size() == whole.grads.size());
   for (std::size_t p = 0; p < whole.grads.size(); ++p) {
@@ -124,32 +105,30 @@ TEST_CASE("a sharded step's loss and gradients are the whole batch's", "[data_pa
 }
 
 TEST_CASE("a sharded step gives the same bits on one thread and on two", "[data_parallel][parallel]") {
-  const NoisyLoss loss;
   Step serial;
   {
     ThreadCount one(1);
-    serial = run_step(4, loss);
+    serial = run_step(4, true);
   }
   ThreadCount two(2);
   // Repeated, so that a race between the shards' backward passes would show.
   for (int rep = 0; rep < 20; ++rep) {
-    const Step threaded = run_step(4, loss);
+    const Step threaded = run_step(4, true);
     REQUIRE(threaded.loss == serial.loss);
     for (std::size_t p = 0; p < serial.grads.size(); ++p) REQUIRE(bitwise_equal(threaded.grads[p], serial.grads[p]));
   }
   // Each shard draws its own noise: a different step seed gives a different step.
-  REQUIRE(run_step(4, loss, 10).loss != serial.loss);
+  REQUIRE(run_step(4, true, 10).loss != serial.loss);
 }
 
 TEST_CASE("a sharded step replaces the gradients and refuses an uneven batch", "[data_parallel]") {
   Rng init(1);
   SmallNet net(init);
-  const FixedLoss loss;
-  UnusedSde sde;
   Rng rng(0), data(2);
   const Tensor x0 = data.normal({12, 2});
+  const auto loss = [&](const Tensor& x, const Condition& c, Rng&, std::size_t) { return fixed_loss(net, x, c); };
   ShardedStep step(net.parameters(), 2);
-  step.run(net, sde, loss, x0, nullptr, rng);
+  step.run(x0, Condition(), rng, loss);
   // Without labels the offsets get no gradient.
   for (const auto& [name, p] : net.named_parameters()) {
     CAPTURE(name);
@@ -158,10 +137,10 @@ TEST_CASE("a sharded step replaces the gradients and refuses an uneven batch", "
   const Var w = net.named_parameters().back().first == "offset" ? net.parameters().front() : net.parameters().back();
   REQUIRE(w.has_grad());
   const Tensor first = w.grad();
-  step.run(net, sde, loss, x0, nullptr, rng);
+  step.run(x0, Condition(), rng, loss);
   REQUIRE(bitwise_equal(w.grad(), first));  // replaced, not added to
   ShardedStep five(net.parameters(), 5);
-  REQUIRE_THROWS_WITH(five.run(net, sde, loss, x0, nullptr, rng),
+  REQUIRE_THROWS_WITH(five.run(x0, Condition(), rng, loss),
                       Catch::Contains("a batch of 12 does not split into 5 equal shards"));
 }
 

@@ -110,7 +110,8 @@ std::map<std::string, std::string> snapshot(const Registries& r) {
   auto add = [&out](const auto& reg) {
     for (const auto& name : reg.names()) out[reg.kind() + " " + name] = reg.origin(name);
   };
-  add(r.datasets), add(r.networks), add(r.losses), add(r.sdes), add(r.samplers), add(r.metrics);
+  add(r.datasets), add(r.networks), add(r.losses), add(r.paths), add(r.samplers), add(r.metrics);
+  add(r.time_grids), add(r.preconditionings), add(r.codecs);
   return out;
 }
 

@@ -224,7 +224,7 @@ TEST_CASE("report compares runs: differing keys, metrics, csv, unreadable files"
   INFO(table_out.out);
   REQUIRE(table_out.status == 0);
   const Table t = parse_table(table_out.out);
-  REQUIRE(t.rows.size() == 3);
+  REQUIRE(t.rows.size() == 6);  // each run's sampler, then its metric floor (sampler `data`)
 
   SECTION("differing keys are columns, equal ones are not; values match the files") {
     CHECK(t.has("file"));  // the three runs share the name ddim_moons
@@ -254,7 +254,9 @@ TEST_CASE("report compares runs: differing keys, metrics, csv, unreadable files"
     const Output one = run(quote(bin("report")) + " " + quote(a));
     REQUIRE(one.status == 0);
     const Table t1 = parse_table(one.out);
-    REQUIRE(t1.rows.size() == 1);
+    REQUIRE(t1.rows.size() == 2);
+    CHECK(t1.rows[1][t1.col("sampler")] == "data");
+    CHECK(t1.rows[1][t1.col("nfe")] == "-");
     CHECK(t1.header == std::vector<std::string>{"run", "sampler", "final_loss", "nfe", "w2", "sliced_w2", "mmd",
                                                 "total_s", "status"});
   }
@@ -270,7 +272,7 @@ TEST_CASE("report compares runs: differing keys, metrics, csv, unreadable files"
       INFO(o.out);
       CHECK(o.status == 1);
       const Table t2 = csv ? parse_csv(o.out) : parse_table(o.out);
-      REQUIRE(t2.rows.size() == 5);
+      REQUIRE(t2.rows.size() == 8);  // three runs with their floors, and the two unreadable files
       check_values(t2, {a, b, c});
       for (const auto& [path, v] : expected) CHECK(t2.row_of(path)[t2.col("train.steps")] == v.first);
       const auto rt = t2.row_of(trunc);
@@ -298,7 +300,7 @@ TEST_CASE("report compares runs: differing keys, metrics, csv, unreadable files"
     INFO(o.out);
     CHECK(o.status == 0);
     const Table t3 = parse_table(o.out);
-    REQUIRE(t3.rows.size() == 2);
+    REQUIRE(t3.rows.size() == 3);  // a.h5 and its floor, and the failed run
     CHECK_FALSE(t3.has("file"));  // names differ
     CHECK_FALSE(t3.has("train.steps"));  // same config
     const auto row = t3.row_of("diverged_run", "run");
@@ -328,7 +330,8 @@ TEST_CASE("report gives a run with two samplers one row per sampler, in config o
   INFO(o.out);
   REQUIRE(o.status == 0);
   const Table t = parse_table(o.out);
-  REQUIRE(t.rows.size() == 2);
+  REQUIRE(t.rows.size() == 3);
+  CHECK(t.rows[2][t.col("sampler")] == "data");  // the metric floor comes last
   CHECK(t.rows[0][t.col("sampler")] == "fast");
   CHECK(t.rows[0][t.col("nfe")] == "5");
   CHECK(t.rows[1][t.col("sampler")] == "slow");

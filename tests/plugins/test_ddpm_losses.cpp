@@ -1,11 +1,12 @@
 // Losses and parameterisations on a point-mass data set x0 = c, where every target is known
-// exactly from x_t: eps = (x_t - alpha c) / sigma, x0 = c, v = alpha eps - sigma c.
+// exactly from x_t: eps = (x_t - alpha c) / sigma, x0 = c, v = alpha eps - sigma c,
+// score = -eps / sigma, velocity = alpha' c + sigma' eps.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdint>
 
-#include <diffusion/model/components.hpp>
+#include <diffusion/components.hpp>
 #include <diffusion/io/config.hpp>
 #include <diffusion/plugin/plugin_loader.hpp>
 
@@ -16,33 +17,46 @@ namespace {
 
 const float kC[2] = {0.7f, -1.3f};
 
-/// Predicts the exact target of `p` for data concentrated at kC.
+/// Predicts the exact target of prediction `p` for data concentrated at kC (DDPM's network
+/// time is the path's time).
 class PointMassNet : public Network {
  public:
-  PointMassNet(std::shared_ptr<const Sde> sde, Parameterisation p) : sde_(std::move(sde)), p_(p) {}
-  Var forward(const Var& xv, const Tensor& t, const std::vector<int>*) override {
+  PointMassNet(std::shared_ptr<const Path> path, std::string p) : path_(std::move(path)), p_(std::move(p)) {}
+  Var forward(const Var& xv, const Tensor& t, const Condition&) override {
     Tensor out = xv.value();
     for (std::size_t i = 0; i < out.shape()[0]; ++i) {
-      const double a = sde_->alpha(t(i)), s = sde_->sigma(t(i));
+      const double a = path_->alpha(t(i)), s = path_->sigma(t(i));
+      const double da = path_->alpha_deriv(t(i)), ds = path_->sigma_deriv(t(i));
       for (std::size_t j = 0; j < 2; ++j) {
         const double x = xv.value()(i, j), eps = (x - a * kC[j]) / s;
-        out(i, j) = float(p_ == Parameterisation::eps ? eps
-                          : p_ == Parameterisation::x0 ? kC[j]
-                          : p_ == Parameterisation::v ? a * eps - s * kC[j]
-                                                      : -eps / s);  // score
+        out(i, j) = float(p_ == "eps" ? eps
+                          : p_ == "x0" ? kC[j]
+                          : p_ == "v" ? a * eps - s * kC[j]
+                          : p_ == "velocity" ? da * kC[j] + ds * eps
+                                             : -eps / s);  // score
       }
     }
     return Var(out);
   }
 
  private:
-  std::shared_ptr<const Sde> sde_;
-  Parameterisation p_;
+  std::shared_ptr<const Path> path_;
+  std::string p_;
 };
 
-std::shared_ptr<Sde> ddpm() {
+std::shared_ptr<Path> ddpm() {
   load_plugin(std::string(DIFFUSION_PLUGIN_BUILD_DIR) + "/libdiffusion_ddpm.so");
-  return registries().sdes.create(Config::load_string("{type: ddpm, timesteps: 1000}").root(), BuildContext{});
+  return registries().paths.create(Config::load_string("{type: ddpm, timesteps: 1000}").root(), BuildContext{});
+}
+
+/// The batch's loss: the mean of the per-sample values.
+double batch_loss(const Loss& l, Network& net, const Path& path, const Tensor& x0, Rng& rng) {
+  TrainContext ctx;
+  ctx.path = &path;
+  const LossValues v = l.loss(net, x0, Condition(), ctx, rng);
+  REQUIRE(v.per_sample.size() == x0.shape()[0]);
+  REQUIRE(v.times.size() == x0.shape()[0]);
+  return mean(v.per_sample).item();
 }
 
 std::shared_ptr<Loss> loss(const std::string& type) {
@@ -59,17 +73,23 @@ Tensor point_mass_batch(std::size_t n) {
 
 TEST_CASE("regression losses vanish for the exact predictor of their target only", "[loss][ddpm]") {
   auto sde = ddpm();
-  const std::vector<std::pair<std::string, Parameterisation>> cases = {
-      {"eps_mse", Parameterisation::eps}, {"x0_mse", Parameterisation::x0}, {"v_mse", Parameterisation::v}};
+  const std::vector<std::pair<std::string, std::string>> cases = {{"eps_mse", "eps"},
+                                                                  {"x0_mse", "x0"},
+                                                                  {"v_mse", "v"},
+                                                                  {"{type: mse, preconditioning: velocity}", "velocity"},
+                                                                  {"{type: mse, preconditioning: score}", "score"}};
   for (const auto& [name, target] : cases) {
-    auto l = loss(name);
-    REQUIRE(l->parameterisation() == target);
+    auto l = name[0] == '{' ? registries().losses.create(Config::load_string(name).root(), BuildContext{}) : loss(name);
+    REQUIRE(l->preconditioning()->name() == target);
     for (const auto& [other_name, other] : cases) {
       CAPTURE(name, other_name);
       PointMassNet net(sde, other);
       Rng rng(5);
-      const double value = l->loss(net, *sde, point_mass_batch(512), rng).item();
-      if (other == target) {
+      // The score's target -eps / sigma is huge near t = 0: compare relative to its size there.
+      const double value = batch_loss(*l, net, *sde, point_mass_batch(512), rng);
+      if (other == target && target == "score") {
+        REQUIRE(value < 1e-2);
+      } else if (other == target) {
         // Float rounding of x0 = (x_t - sigma eps)/alpha at large t is the only error left.
         REQUIRE(value < 1e-6);
       } else {
@@ -81,19 +101,18 @@ TEST_CASE("regression losses vanish for the exact predictor of their target only
 
 TEST_CASE("the denoiser recovers x0 from every parameterisation", "[denoiser]") {
   auto sde = ddpm();
-  for (auto p : {Parameterisation::eps, Parameterisation::x0, Parameterisation::v, Parameterisation::score}) {
-    Denoiser d(std::make_shared<PointMassNet>(sde, p), sde, p);
+  for (const std::string p : {"eps", "x0", "v", "score", "velocity"}) {
+    CountingDenoiser d(std::make_shared<NetworkDenoiser>(std::make_shared<PointMassNet>(sde, p), sde, make_prediction(p)));
     Rng rng(9);
     for (double t : {0.0, 10.0, 250.0, 600.0}) {
-      CAPTURE(to_string(p), t);
+      CAPTURE(p, t);
       Tensor x = rng.normal({8, 2});
-      Tensor eps, x0;
-      d.predict(x, t, eps, x0);
+      const Prediction pred = d.predict(x, t);
       for (std::size_t i = 0; i < 8; ++i)
         for (std::size_t j = 0; j < 2; ++j) {
-          REQUIRE_THAT(x0(i, j), WithinAbs(kC[j], 1e-3));
+          REQUIRE_THAT(pred.x0(i, j), WithinAbs(kC[j], 1e-3));
           // x = alpha x0 + sigma eps holds for the converted pair.
-          REQUIRE_THAT(sde->alpha(t) * x0(i, j) + sde->sigma(t) * eps(i, j), WithinAbs(x(i, j), 1e-4));
+          REQUIRE_THAT(sde->alpha(t) * pred.x0(i, j) + sde->sigma(t) * pred.eps(i, j), WithinAbs(x(i, j), 1e-4));
         }
     }
     REQUIRE(d.nfe() == 4);
@@ -132,9 +151,9 @@ TEST_CASE("low-discrepancy training times: each uniform over the steps, the batc
 /// eps_mse per sample is (t / T)^2, a function of t alone.
 class TimeErrorNet : public Network {
  public:
-  explicit TimeErrorNet(std::shared_ptr<const Sde> sde) : exact_(sde, Parameterisation::eps) {}
-  Var forward(const Var& x, const Tensor& t, const std::vector<int>* labels) override {
-    Tensor out = exact_.forward(x, t, labels).value();
+  explicit TimeErrorNet(std::shared_ptr<const Path> sde) : exact_(sde, "eps") {}
+  Var forward(const Var& x, const Tensor& t, const Condition& c) override {
+    Tensor out = exact_.forward(x, t, c).value();
     for (std::size_t i = 0; i < out.shape()[0]; ++i)
       for (std::size_t j = 0; j < 2; ++j) out(i, j) += t(i) / 1000.0f;
     return Var(out);
@@ -155,8 +174,8 @@ TEST_CASE("t_sampling: low_discrepancy keeps the loss's expectation and lowers i
   double m[2] = {0, 0}, v[2] = {0, 0};
   for (int b = 0; b < batches; ++b) {
     Rng r1(static_cast<std::uint64_t>(b)), r2(static_cast<std::uint64_t>(b + 100000));
-    const double a = iid->loss(net, *sde, point_mass_batch(64), r1).item();
-    const double c = ld->loss(net, *sde, point_mass_batch(64), r2).item();
+    const double a = batch_loss(*iid, net, *sde, point_mass_batch(64), r1);
+    const double c = batch_loss(*ld, net, *sde, point_mass_batch(64), r2);
     m[0] += a, v[0] += a * a, m[1] += c, v[1] += c * c;
   }
   for (int k = 0; k < 2; ++k) m[k] /= batches, v[k] = v[k] / batches - m[k] * m[k];

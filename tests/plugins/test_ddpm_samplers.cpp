@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include <diffusion/model/components.hpp>
+#include <diffusion/components.hpp>
 #include <diffusion/io/config.hpp>
 #include <diffusion/plugin/plugin_loader.hpp>
 
@@ -22,8 +22,8 @@ const double kSigma[2][2] = {{1.0, 0.6}, {0.6, 0.5}};
 /// The exact eps-predictor for N(mu, Sigma) data under a given SDE.
 class GaussianEps : public Network {
  public:
-  explicit GaussianEps(std::shared_ptr<const Sde> sde) : sde_(std::move(sde)) {}
-  Var forward(const Var& xv, const Tensor& t, const std::vector<int>*) override {
+  explicit GaussianEps(std::shared_ptr<const Path> sde) : sde_(std::move(sde)) {}
+  Var forward(const Var& xv, const Tensor& t, const Condition&) override {
     const Tensor& x = xv.value();
     const std::size_t n = x.shape()[0];
     Tensor out = Tensor::from_shape({n, 2});
@@ -40,14 +40,14 @@ class GaussianEps : public Network {
   }
 
  private:
-  std::shared_ptr<const Sde> sde_;
+  std::shared_ptr<const Path> sde_;
 };
 
 /// The exact eps-predictor for N(0, I) data on a VP path: eps_hat = sigma_t x.
 class StandardNormalEps : public Network {
  public:
-  explicit StandardNormalEps(std::shared_ptr<const Sde> sde) : sde_(std::move(sde)) {}
-  Var forward(const Var& x, const Tensor& t, const std::vector<int>*) override {
+  explicit StandardNormalEps(std::shared_ptr<const Path> sde) : sde_(std::move(sde)) {}
+  Var forward(const Var& x, const Tensor& t, const Condition&) override {
     Tensor out = x.value();
     for (std::size_t i = 0; i < out.shape()[0]; ++i)
       for (std::size_t j = 0; j < 2; ++j) out(i, j) *= float(sde_->sigma(t(i)));
@@ -55,19 +55,40 @@ class StandardNormalEps : public Network {
   }
 
  private:
-  std::shared_ptr<const Sde> sde_;
+  std::shared_ptr<const Path> sde_;
 };
 
 void load_ddpm() { load_plugin(std::string(DIFFUSION_PLUGIN_BUILD_DIR) + "/libdiffusion_ddpm.so"); }
 
-std::shared_ptr<Sde> make_sde(const std::string& yaml) {
+std::shared_ptr<Path> make_sde(const std::string& yaml) {
   const Config c = Config::load_string(yaml);
-  return registries().sdes.create(c.root(), BuildContext{});
+  return registries().paths.create(c.root(), BuildContext{});
 }
 
 std::shared_ptr<Sampler> make_sampler(const std::string& yaml) {
   const Config c = Config::load_string(yaml);
   return registries().samplers.create(c.root(), BuildContext{});
+}
+
+/// An eps-predicting network read on its path, counting evaluations.
+std::shared_ptr<CountingDenoiser> eps_model(std::shared_ptr<Network> net, std::shared_ptr<const Path> path) {
+  return std::make_shared<CountingDenoiser>(std::make_shared<NetworkDenoiser>(net, path, make_prediction("eps")));
+}
+
+Tensor sample(const Sampler& s, const Denoiser& model, const Shape& shape, Rng& rng, Trajectory* traj = nullptr) {
+  SampleRequest req;
+  req.shape = shape;
+  req.trajectory = traj;
+  return s.sample(model, req, rng).x;
+}
+
+/// The sampler's first draw from the standard Gaussian source.
+Tensor prior_sample(const Path& path, const Shape& shape, Rng& rng) {
+  return standard_normal_source().start(path, shape, rng);
+}
+
+std::vector<double> time_grid(const Path& path, std::size_t steps, const std::string& spacing = "linear") {
+  return registries().time_grids.create(Config::load_string("type: " + spacing).root(), BuildContext{})->times(path, steps);
 }
 
 void require_gaussian_moments(const Tensor& x) {
@@ -93,7 +114,7 @@ void require_gaussian_moments(const Tensor& x) {
 /// For N(0, I) data (StandardNormalEps), DDIM with eta = 0 multiplies the prior draw by
 /// prod_i (alpha_{t_i+1} alpha_{t_i} + sigma_{t_i+1} sigma_{t_i}) over the grid, times the last
 /// time's alpha (its step goes to the data).
-void require_ddim_factor(const Sde& sde, const std::vector<double>& grid, const Tensor& x,
+void require_ddim_factor(const Path& sde, const std::vector<double>& grid, const Tensor& x,
                          const Tensor& prior) {
   double factor = 1;
   for (std::size_t i = 0; i + 1 < grid.size(); ++i)
@@ -119,9 +140,9 @@ TEST_CASE("DDPM samplers recover a Gaussian with the exact eps-predictor", "[sam
   CAPTURE(schedule, sampler_yaml);
   auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: " + schedule + "}");
   auto sampler = make_sampler(sampler_yaml);
-  Denoiser model(std::make_shared<GaussianEps>(sde), sde, Parameterisation::eps);
+  const auto model = eps_model(std::make_shared<GaussianEps>(sde), sde);
   Rng rng(1234);
-  const Tensor x = sampler->sample(model, {20000, 2}, rng);
+  const Tensor x = sample(*sampler, *model, {20000, 2}, rng);
   require_gaussian_moments(x);
 }
 
@@ -134,13 +155,13 @@ TEST_CASE("DDIM from rqmc prior draws recovers a Gaussian with far smaller error
   load_ddpm();
   auto sde = make_sde("{type: ddpm, timesteps: 1000}");
   auto sampler = make_sampler("{type: ddim, steps: 1000, prior: rqmc}");
-  Denoiser model(std::make_shared<GaussianEps>(sde), sde, Parameterisation::eps);
+  const auto model = eps_model(std::make_shared<GaussianEps>(sde), sde);
   const std::size_t n = 4000;
   const int runs = 6;
   double sum[2] = {0, 0}, sum_sq[2] = {0, 0};
   for (int seed = 1; seed <= runs; ++seed) {
     Rng rng(static_cast<std::uint64_t>(seed));
-    const Tensor x = sampler->sample(model, {n, 2}, rng);
+    const Tensor x = sample(*sampler, *model, {n, 2}, rng);
     require_gaussian_moments(x);
     for (int j = 0; j < 2; ++j) {
       double m = 0;
@@ -171,18 +192,18 @@ TEST_CASE("DDIM refuses rqmc prior draws for high-dimensional data before sampli
 TEST_CASE("DDIM with eta = 1 is ancestral sampling on the same grid", "[sampler][ddim]") {
   load_ddpm();
   auto sde = make_sde("{type: ddpm, timesteps: 1000}");
-  Denoiser model(std::make_shared<GaussianEps>(sde), sde, Parameterisation::eps);
+  const auto model = eps_model(std::make_shared<GaussianEps>(sde), sde);
   // Same grid, same noise draws: the two update rules are algebraically the same step.
   Rng r1(7), r2(7);
-  const Tensor a = make_sampler("{type: ancestral, steps: 20}")->sample(model, {500, 2}, r1);
-  const Tensor b = make_sampler("{type: ddim, steps: 20, eta: 1}")->sample(model, {500, 2}, r2);
+  const Tensor a = sample(*make_sampler("{type: ancestral, steps: 20}"), *model, {500, 2}, r1);
+  const Tensor b = sample(*make_sampler("{type: ddim, steps: 20, eta: 1}"), *model, {500, 2}, r2);
   double max_diff = 0;
   for (std::size_t i = 0; i < a.size(); ++i)
     max_diff = std::max(max_diff, double(std::abs(a.data()[i] - b.data()[i])));
   REQUIRE(max_diff < 1e-3);
   // And eta = 0 is a different (deterministic) sampler.
   Rng r3(7);
-  const Tensor c = make_sampler("{type: ddim, steps: 20, eta: 0}")->sample(model, {500, 2}, r3);
+  const Tensor c = sample(*make_sampler("{type: ddim, steps: 20, eta: 0}"), *model, {500, 2}, r3);
   double diff0 = 0;
   for (std::size_t i = 0; i < a.size(); ++i) diff0 = std::max(diff0, double(std::abs(a.data()[i] - c.data()[i])));
   REQUIRE(diff0 > 0.1);
@@ -195,32 +216,32 @@ TEST_CASE("DDIM with eta = 0 follows its update rule exactly on a few steps", "[
   // Linear schedule: the cosine one ends at alpha ~ 1e-4, where float32 rounding in
   // x0_hat = (x - sigma eps) / alpha dominates a one-step check.
   auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: linear}");
-  Denoiser model(std::make_shared<StandardNormalEps>(sde), sde, Parameterisation::eps);
+  const auto model = eps_model(std::make_shared<StandardNormalEps>(sde), sde);
   const std::size_t steps = GENERATE(1, 2, 5, 50);
   CAPTURE(steps);
   Rng r1(3), r2(3);
-  const Tensor x = make_sampler("{type: ddim, steps: " + std::to_string(steps) + "}")->sample(model, {4, 2}, r1);
-  const Tensor prior = sde->prior_sample({4, 2}, r2);  // the same first draw
-  require_ddim_factor(*sde, sde->time_grid(steps), x, prior);
+  const Tensor x = sample(*make_sampler("{type: ddim, steps: " + std::to_string(steps) + "}"), *model, {4, 2}, r1);
+  const Tensor prior = prior_sample(*sde, {4, 2}, r2);  // the same first draw
+  require_ddim_factor(*sde, time_grid(*sde, steps), x, prior);
 }
 
 TEST_CASE("DDIM with explicit timesteps steps through exactly those times", "[sampler][ddim]") {
   load_ddpm();
   auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: linear}");
-  Denoiser model(std::make_shared<StandardNormalEps>(sde), sde, Parameterisation::eps);
+  const auto model = eps_model(std::make_shared<StandardNormalEps>(sde), sde);
   SECTION("an irregular grid") {
     const std::vector<double> grid = {999, 900, 400, 130, 7, 0};
     Rng r1(3), r2(3);
-    const Tensor x = make_sampler("{type: ddim, timesteps: [999, 900, 400, 130, 7, 0]}")->sample(model, {4, 2}, r1);
-    REQUIRE(model.nfe() == grid.size());
-    require_ddim_factor(*sde, grid, x, sde->prior_sample({4, 2}, r2));
+    const Tensor x = sample(*make_sampler("{type: ddim, timesteps: [999, 900, 400, 130, 7, 0]}"), *model, {4, 2}, r1);
+    REQUIRE(model->nfe() == grid.size());
+    require_ddim_factor(*sde, grid, x, prior_sample(*sde, {4, 2}, r2));
   }
   SECTION("the linear spacing's grid written out gives the same samples") {
     std::string list;
-    for (const double t : sde->time_grid(20)) list += (list.empty() ? "" : ", ") + std::to_string(int(t));
+    for (const double t : time_grid(*sde, 20)) list += (list.empty() ? "" : ", ") + std::to_string(int(t));
     Rng r1(5), r2(5);
-    const Tensor a = make_sampler("{type: ddim, steps: 20}")->sample(model, {50, 2}, r1);
-    const Tensor b = make_sampler("{type: ddim, timesteps: [" + list + "]}")->sample(model, {50, 2}, r2);
+    const Tensor a = sample(*make_sampler("{type: ddim, steps: 20}"), *model, {50, 2}, r1);
+    const Tensor b = sample(*make_sampler("{type: ddim, timesteps: [" + list + "]}"), *model, {50, 2}, r2);
     REQUIRE(std::equal(a.begin(), a.end(), b.begin(), b.end()));
   }
   SECTION("bad grids are refused, naming the key") {
@@ -231,24 +252,24 @@ TEST_CASE("DDIM with explicit timesteps steps through exactly those times", "[sa
                         Catch::Contains("steps is 3 but timesteps lists 2 times"));
     REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: quadratic, timesteps: [9, 5]}"),
                         Catch::Contains("exclude each other"));
-    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, timesteps: [1000, 5]}")->check(*sde),
-                        Catch::Contains("1000 lies outside the SDE's times [0, 999]"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, timesteps: [1000, 5]}")->check(*sde, standard_normal_source()),
+                        Catch::Contains("1000 lies outside the path's times [0, 999]"));
   }
 }
 
 TEST_CASE("DDIM with a piecewise spacing spreads its steps by the shares", "[sampler][ddim]") {
   load_ddpm();
   auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: linear}");
-  Denoiser model(std::make_shared<StandardNormalEps>(sde), sde, Parameterisation::eps);
+  const auto model = eps_model(std::make_shared<StandardNormalEps>(sde), sde);
   const std::string spacing = "spacing: {type: piecewise, times: [999, 600, 300, 100, 0], shares: [12, 12, 16, 9]}";
   // The grid, read back from a trajectory that keeps every step (its last time is the data's).
   const auto grid_of = [&](std::size_t steps, Tensor* x = nullptr, Tensor* prior = nullptr) {
     Trajectory traj;
     traj.max_frames = steps + 1;
     Rng r1(3), r2(3);
-    const Tensor out = make_sampler("{type: ddim, steps: " + std::to_string(steps) + ", " + spacing + "}")
-                           ->sample(model, {4, 2}, r1, &traj);
-    if (x) *x = out, *prior = sde->prior_sample({4, 2}, r2);
+    const Tensor out =
+        sample(*make_sampler("{type: ddim, steps: " + std::to_string(steps) + ", " + spacing + "}"), *model, {4, 2}, r1, &traj);
+    if (x) *x = out, *prior = prior_sample(*sde, {4, 2}, r2);
     traj.times.pop_back();
     return traj.times;
   };
@@ -283,8 +304,8 @@ TEST_CASE("DDIM with a piecewise spacing spreads its steps by the shares", "[sam
     REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: {type: piecewise, times: [999, 0], shares: [0]}}"),
                         Catch::Contains("positive shares"));
     REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: {type: cubic}}"),
-                        Catch::Contains("unknown spacing 'cubic'"));
-    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: {type: piecewise, times: [1500, 0], shares: [1]}}")->check(*sde),
+                        Catch::Contains("unknown time grid 'cubic'"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, spacing: {type: piecewise, times: [1500, 0], shares: [1]}}")->check(*sde, standard_normal_source()),
                         Catch::Contains("1500 lies outside"));
   }
 }
@@ -292,12 +313,12 @@ TEST_CASE("DDIM with a piecewise spacing spreads its steps by the shares", "[sam
 TEST_CASE("DDIM counts one network evaluation per step and rejects too many steps", "[sampler][ddim]") {
   load_ddpm();
   auto sde = make_sde("{type: ddpm, timesteps: 100}");
-  Denoiser model(std::make_shared<GaussianEps>(sde), sde, Parameterisation::eps);
+  const auto model = eps_model(std::make_shared<GaussianEps>(sde), sde);
   Rng rng(1);
-  make_sampler("{type: ddim, steps: 25}")->sample(model, {10, 2}, rng);
-  REQUIRE(model.nfe() == 25);
-  REQUIRE_THROWS_WITH(make_sampler("{type: ddim, steps: 101}")->check(*sde),
-                      Catch::Contains("[1, 100]"));
+  sample(*make_sampler("{type: ddim, steps: 25}"), *model, {10, 2}, rng);
+  REQUIRE(model->nfe() == 25);
+  REQUIRE_THROWS_WITH(make_sampler("{type: ddim, steps: 101}")->check(*sde, standard_normal_source()),
+                      Catch::Contains("101 steps, but the path has only 100"));
 }
 
 TEST_CASE("DDPM schedules match their definitions", "[sde][ddpm]") {
@@ -317,17 +338,17 @@ TEST_CASE("DDPM schedules match their definitions", "[sde][ddpm]") {
     CAPTURE(i);
     REQUIRE_THAT(cos->alpha(i) * cos->alpha(i), WithinAbs(f((i + 1) / 1000.0) / f(0), 1e-9));
   }
-  for (auto spacing : {TimeSpacing::linear, TimeSpacing::quadratic})
+  for (const std::string spacing : {"linear", "quadratic"})
     for (std::size_t steps : {1, 2, 7, 50, 333, 999, 1000}) {
-      CAPTURE(int(spacing), steps);
-      const auto grid = lin->time_grid(steps, spacing);
+      CAPTURE(spacing, steps);
+      const auto grid = time_grid(*lin, steps, spacing);
       REQUIRE(grid.size() == steps);
       REQUIRE(grid.front() == (steps == 1 ? 999 : 999));
       REQUIRE(grid.back() == (steps == 1 ? 999 : 0));
       for (std::size_t i = 0; i + 1 < steps; ++i) REQUIRE(grid[i] > grid[i + 1]);
     }
   // Quadratic spacing takes small steps near the data: (T-1) (1 - u)^2.
-  const auto q = lin->time_grid(50, TimeSpacing::quadratic);
+  const auto q = time_grid(*lin, 50, "quadratic");
   REQUIRE(q[48] < 5);
   REQUIRE(q[1] == std::round(999 * (48.0 / 49) * (48.0 / 49)));
 }

@@ -2,7 +2,7 @@
 // parameter in each conditioning mode.
 #include <catch2/catch.hpp>
 
-#include <diffusion/model/components.hpp>
+#include <diffusion/components.hpp>
 #include <diffusion/io/config.hpp>
 #include <diffusion/plugin/plugin_loader.hpp>
 
@@ -39,7 +39,7 @@ TEST_CASE("mlp: every conditioning mode trains every parameter", "[network][mlp]
   Rng rng(1);
   const std::vector<int> labels = {0, 2, 1, 2, 0};
   const Var y = net->forward(Var(rng.normal({5, 2})), rng.uniform({5}, 0, 999),
-                             net->class_conditional() ? &labels : nullptr);
+                             net->class_conditional() ? Condition::from_labels(labels) : Condition());
   REQUIRE(y.shape() == Shape{5, 2});
   sum(square(y)).backward();
   for (const auto& [name, p] : net->named_parameters()) {
@@ -49,6 +49,23 @@ TEST_CASE("mlp: every conditioning mode trains every parameter", "[network][mlp]
     for (float g : p.grad()) norm += double(g) * g;
     REQUIRE(norm > 0);
   }
+}
+
+TEST_CASE("mlp: rows whose condition is dropped use the null label", "[network][mlp][condition]") {
+  auto net = make_mlp("{type: mlp, hidden: [16], class_conditional: true}", 3);
+  REQUIRE(net->named_parameters().front().first == "class_embedding");
+  REQUIRE(net->named_parameters().front().second.shape() == Shape{4, 32});  // 3 classes and the null label
+  Rng rng(1);
+  const Tensor x = rng.normal({4, 2}), t = rng.uniform({4}, 0, 999);
+  Condition a = Condition::from_labels({0, 1, 2, 0}), b = Condition::from_labels({2, 2, 1, 1});
+  const Tensor ya = net->forward(Var(x), t, a).value(), yb = net->forward(Var(x), t, b).value();
+  REQUIRE(ya(0, 0) != yb(0, 0));  // labels matter
+  a.set_null_mask({1, 1, 1, 1});
+  b.set_null_mask({1, 1, 1, 1});
+  const Tensor na = net->forward(Var(x), t, a).value(), nb = net->forward(Var(x), t, b).value();
+  for (std::size_t i = 0; i < na.size(); ++i) REQUIRE(na.data()[i] == nb.data()[i]);  // dropped: labels do not
+  REQUIRE_THROWS_WITH(net->forward(Var(x), t, Condition()), Catch::Contains("without labels"));
+  REQUIRE_THROWS_WITH(net->forward(Var(x), t, Condition::from_labels({0, 1, 3, 0})), Catch::Contains("label 3"));
 }
 
 TEST_CASE("mlp: bad settings fail with the key named", "[network][mlp]") {

@@ -6,10 +6,16 @@
     run.train_step, run.train_loss                 # numpy 1-D arrays
     run.samples["ddim"].x                          # (N, D...) in data coordinates
     run.samples["ddim"].trajectory                 # (K, N, D...) or None
-    run.metrics["ddim"]["w2"]                      # float
+    run.metrics["ddim"]["w2"]                      # float: the mean over the sampler's repeats
+    run.metric_values["ddim"]["w2"].std            # MetricValue(mean, std, values, count)
+    run.floor["w2"].mean                           # the same metric for fresh data: the floor
+    run.samples["smc"].extras["ess"]               # anything else the sampler reported
+    run.loss_by_t[-1], run.loss_by_t_edges         # last window's loss per bin of training time
     run.model["net.layers.0.weight"]               # numpy, PyTorch state_dict names
+    run.models["teacher"]["net.layers.0.weight"]   # other named models of the experiment
 
-The layout is the one documented in README.md ("The results file"). Needs Debian's
+The layout is the one documented in README.md ("The results file"); files of version 1 (no
+floor, extras, loss by time or named models) load with those left empty. Needs Debian's
 python3-h5py and python3-numpy; python3-yaml (optional) parses the config into a dict,
 otherwise `config` is the raw YAML text.
 """
@@ -32,13 +38,25 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     _yaml = None
 
-__all__ = ["Run", "Sampling", "ResultsError", "load"]
+__all__ = ["Run", "Sampling", "MetricValue", "ResultsError", "load"]
 
 TIMING_KEYS = ("train_seconds", "sample_seconds", "metric_seconds", "total_seconds")
+FLOOR_GROUP = "data"  # /metrics/data: the metric floor, never a sampler
 
 
 class ResultsError(Exception):
     """The file is missing, is not HDF5, is corrupt or is not a toolkit results file."""
+
+
+@dataclass(frozen=True, eq=False)
+class MetricValue:
+    """One metric over repeats (or floor draws): the spread says whether a difference is noise.
+
+    `values` is read-only; equality is identity (arrays have no single truth value)."""
+    mean: float
+    std: float = 0.0
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    count: int = 1
 
 
 @dataclass
@@ -50,6 +68,9 @@ class Sampling:
     nfe: Optional[int] = None
     seconds: Optional[float] = None
     type: Optional[str] = None
+    extras: Dict[str, np.ndarray] = field(default_factory=dict)  # other datasets, as written
+    repeats: int = 1                                # x is repeat 0's; metrics average them all
+    nfe_by_model: Dict[str, int] = field(default_factory=dict)   # nfe_<slot>: other models
 
 
 @dataclass
@@ -67,12 +88,19 @@ class Run:
     train_step: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     train_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
     samples: Dict[str, Sampling] = field(default_factory=dict)
-    metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    loss_by_t: Optional[np.ndarray] = None        # (rows of train_step, bins); NaN: no sample
+    loss_by_t_edges: Optional[np.ndarray] = None  # (bins + 1,) in the path's time units
+    metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)  # means; no floor
+    metric_values: Dict[str, Dict[str, MetricValue]] = field(default_factory=dict)
+    floor: Dict[str, MetricValue] = field(default_factory=dict)  # fresh data vs the reference
+    floor_n: Optional[int] = None                 # points per floor draw
     reference: Optional[np.ndarray] = None
+    codec: Optional[str] = None                   # /data codec: standardize, identity, ...
     data_mean: Optional[np.ndarray] = None
     data_std: Optional[np.ndarray] = None
     model: Dict[str, np.ndarray] = field(default_factory=dict)
     ema: Dict[str, np.ndarray] = field(default_factory=dict)
+    models: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)  # slot -> arrays
 
     @property
     def complete(self) -> bool:
@@ -92,17 +120,29 @@ def _py(v: Any) -> Any:
     return v
 
 
-def _arrays(group: Any) -> Dict[str, np.ndarray]:
-    """Every dataset below `group`, keyed by its path relative to the group."""
+def _arrays(group: Any, skip: tuple = ()) -> Dict[str, np.ndarray]:
+    """Every dataset below `group` (except the paths in `skip`), keyed by its path relative
+    to the group."""
     out: Dict[str, np.ndarray] = {}
     if group is None:
         return out
 
     def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
+        if isinstance(obj, h5py.Dataset) and name not in skip:
             out[name] = obj[()]
     group.visititems(visit)
     return out
+
+
+def _metric(ds: "h5py.Dataset") -> MetricValue:
+    """/metrics/<group>/<metric>: the mean, with its spread when the file has one (version 2)."""
+    mean = float(np.asarray(ds[()]).reshape(-1)[0])
+    at = {k: _py(v) for k, v in ds.attrs.items()}
+    values = np.atleast_1d(np.asarray(at["values"], dtype=np.float64)) if "values" in at \
+        else np.array([mean])
+    values.setflags(write=False)
+    return MetricValue(mean=mean, std=float(at.get("std", 0.0)), values=values,
+                       count=int(at.get("count", values.size)))
 
 
 def _read(f: "h5py.File", path: str) -> Run:
@@ -147,9 +187,17 @@ def _read(f: "h5py.File", path: str) -> Run:
             run.train_loss = np.asarray(t["loss"][()])
         if run.train_step.size == 0 and run.train_loss.size:
             run.train_step = np.arange(1, run.train_loss.size + 1)
+        if "loss_by_t" in t:
+            run.loss_by_t = np.asarray(t["loss_by_t"][()], dtype=np.float64)
+            if run.loss_by_t.ndim == 1:  # a single logged window
+                run.loss_by_t = run.loss_by_t[None, :]
+        if "loss_by_t_edges" in t:
+            run.loss_by_t_edges = np.asarray(t["loss_by_t_edges"][()], dtype=np.float64)
 
     if "data" in f:
         d = f["data"]
+        codec = _py(d.attrs.get("codec"))
+        run.codec = str(codec) if codec is not None else None
         run.reference = d["reference"][()] if "reference" in d else None
         run.data_mean = d["mean"][()] if "mean" in d else None
         run.data_std = d["std"][()] if "std" in d else None
@@ -159,6 +207,8 @@ def _read(f: "h5py.File", path: str) -> Run:
             continue
         ga = {k: _py(v) for k, v in g.attrs.items()}
         traj = g["trajectory"][()] if "trajectory" in g else None
+        nfe_by_model = {k[4:]: int(v) for k, v in sorted(ga.items())
+                        if k.startswith("nfe_") and len(k) > 4 and np.ndim(v) == 0}
         times = ga.get("trajectory_times")
         if times is None and traj is not None:  # accept the attribute on the dataset too
             times = _py(g["trajectory"].attrs.get("trajectory_times"))
@@ -169,15 +219,29 @@ def _read(f: "h5py.File", path: str) -> Run:
             nfe=int(ga["nfe"]) if "nfe" in ga else None,
             seconds=float(ga["seconds"]) if "seconds" in ga else None,
             type=str(ga["type"]) if "type" in ga else None,
+            extras=_arrays(g, skip=("x", "trajectory")),
+            repeats=int(ga.get("repeats", 1)),
+            nfe_by_model=nfe_by_model,
         )
 
-    for sampler, g in (f["metrics"].items() if "metrics" in f else []):
-        if isinstance(g, h5py.Group):
-            run.metrics[sampler] = {m: float(np.asarray(ds[()]).reshape(-1)[0])
-                                    for m, ds in g.items() if isinstance(ds, h5py.Dataset)}
+    # /metrics/data is the floor; a version-1 file could still have a sampler named "data".
+    floor_group = FLOOR_GROUP if FLOOR_GROUP not in run.samples else None
+    for group, g in (f["metrics"].items() if "metrics" in f else []):
+        if not isinstance(g, h5py.Group):
+            continue
+        values = {m: _metric(ds) for m, ds in g.items() if isinstance(ds, h5py.Dataset)}
+        if group == floor_group:
+            run.floor = values
+            n = _py(g.attrs.get("n"))
+            run.floor_n = int(n) if n is not None else None
+        else:
+            run.metric_values[group] = values
+            run.metrics[group] = {m: v.mean for m, v in values.items()}
 
     run.model = _arrays(f.get("model"))
     run.ema = _arrays(f.get("ema"))
+    run.models = {slot: _arrays(g) for slot, g in (f["models"].items() if "models" in f else [])
+                  if isinstance(g, h5py.Group)}
     return run
 
 

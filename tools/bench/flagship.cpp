@@ -6,7 +6,7 @@
 #include <limits>
 
 #include <diffusion/autodiff/autodiff.hpp>
-#include <diffusion/autodiff/data_parallel.hpp>
+#include <diffusion/run/data_parallel.hpp>
 #include <diffusion/optim/optim.hpp>
 
 #include "alloc_count.h"

@@ -33,12 +33,11 @@ class IsotropicGaussian : public diffusion::Dataset {
 
   diffusion::Shape sample_shape() const override { return {dim_}; }
 
-  diffusion::Tensor sample(std::size_t n, diffusion::Rng& rng,
-                           std::vector<int>* labels) const override {
+  // Unlabelled: nothing to put into the condition.
+  diffusion::Tensor sample(std::size_t n, diffusion::Rng& rng, diffusion::Condition*) const override {
     diffusion::Tensor x = rng.normal({n, dim_});
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t j = 0; j < dim_; ++j) x(i, j) = static_cast<float>(mean_[j] + std_ * x(i, j));
-    if (labels) labels->assign(n, 0);  // unlabelled: every sample is class 0
     return x;
   }
 

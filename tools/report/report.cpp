@@ -2,7 +2,9 @@
 //
 //   report FILE.h5 [FILE.h5 ...] [--csv]
 //
-// One row per (run, sampler) (one row with sampler '-' for a run without samples). Columns:
+// One row per (run, sampler) (one row with sampler '-' for a run without samples), then the
+// run's metric floor, the row with sampler `data` (/metrics/data: fresh draws of the data
+// scored against the same reference). Columns:
 //   file        only when two files carry the same run name
 //   run         the run's name attribute (the file stem when it has none)
 //   sampler     the sampler's name under /samples (or /metrics)
@@ -210,7 +212,8 @@ Run read_run(const std::string& path) {
           std::find(names.begin(), names.end(), n) == names.end())
         names.push_back(n);
     for (const auto& n : found)
-      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+      if (n != "data" && std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+    if (std::find(found.begin(), found.end(), "data") != found.end()) names.push_back("data");
     for (const auto& n : names) {
       SamplerInfo s;
       s.name = n;

@@ -83,6 +83,11 @@ void print_summary(const RunResult& r) {
     for (const auto& [name, v] : metrics) std::cout << "  " << name << " " << v;
     std::cout << "\n";
   }
+  if (!r.floor.empty()) {
+    std::cout << "floor (fresh data):";
+    for (const auto& [name, v] : r.floor) std::cout << "  " << name << " " << v;
+    std::cout << "\n";
+  }
   std::cout.unsetf(std::ios::floatfield);
 }
 
@@ -170,7 +175,7 @@ int run_sweep(const po::variables_map& vm, const std::vector<std::string>& args)
     ro.progress_bar = ::isatty(STDERR_FILENO);
     ro.stop = &g_stop_signal;
     std::cerr << "runexp: sweep point " << p << " of " << n << " (" << overrides << "): " << ex.name << ", "
-              << ex.network->num_parameters() << " parameters, " << ex.train.steps << " steps of "
+              << ex.network().num_parameters() << " parameters, " << ex.train.steps << " steps of "
               << ex.train.batch_size << "\n";
     std::cout << "point " << p << ": " << overrides << "\n";
     RunResult r;
@@ -239,8 +244,9 @@ int run(int argc, char** argv) {
     for (const auto& dir : vm["plugins"].as<std::vector<std::string>>()) load_plugin_dir(dir);
   if (vm.count("list")) {
     Registries& r = registries();
-    list_kind(r.datasets), list_kind(r.networks), list_kind(r.sdes), list_kind(r.losses),
-        list_kind(r.samplers), list_kind(r.metrics);
+    list_kind(r.datasets), list_kind(r.networks), list_kind(r.paths), list_kind(r.losses),
+        list_kind(r.preconditionings), list_kind(r.samplers), list_kind(r.time_grids), list_kind(r.codecs),
+        list_kind(r.metrics);
     return 0;
   }
 
@@ -315,7 +321,7 @@ int run(int argc, char** argv) {
     ro.allow_config_change = true;  // checked above, key by key (numbers by value)
   }
   install_stop_handlers();
-  std::cerr << "runexp: " << ex.name << ": " << ex.network->num_parameters() << " parameters, "
+  std::cerr << "runexp: " << ex.name << ": " << ex.network().num_parameters() << " parameters, "
             << ex.train.steps << " steps of " << ex.train.batch_size << "\n";
   const RunResult r = run_experiment(ex, ro);
   if (r.interrupted) {

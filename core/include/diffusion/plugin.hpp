@@ -19,13 +19,18 @@
 #include <string>
 #include <vector>
 
+#include "diffusion/components.hpp"
 #include "diffusion/io/config.hpp"
 #include "diffusion/plugin/registries.hpp"
 
 namespace diffusion {
 
 /// Bumped whenever a change in the core breaks plugins built against an older version.
-constexpr int kPluginAbiVersion = 2;  // 2: Sde::prior_sample takes a PriorDraw; Sde::time_at_quantile
+// 2: Sde::prior_sample takes a PriorDraw; Sde::time_at_quantile.
+// 3: the version 2 interfaces (docs/architecture.md): Path, Source, Preconditioning, Denoiser,
+//    Condition, time grids, per-sample losses with a TrainContext, named models, codecs,
+//    sample outputs with extras.
+constexpr int kPluginAbiVersion = 3;
 
 /// What the loader hands a plugin's registration entry point.
 struct PluginHost {
@@ -55,7 +60,8 @@ int queue_registration(Reg Registries::*kind, const char* name, Factory factory)
 #define DIFFUSION_CONCAT_INNER(a, b) a##b
 #define DIFFUSION_CONCAT(a, b) DIFFUSION_CONCAT_INNER(a, b)
 
-/// Register a component: kind is one of datasets, networks, losses, sdes, samplers, metrics.
+/// Register a component: kind is one of datasets, networks, losses, paths, samplers, metrics,
+/// time_grids, preconditionings, codecs (plugin/registries.hpp).
 #define DIFFUSION_REGISTER(kind, name, factory)                                    \
   [[maybe_unused]] static const int DIFFUSION_CONCAT(diffusion_registered_, __LINE__) = \
       ::diffusion::plugin_detail::queue_registration(&::diffusion::Registries::kind,   \

@@ -52,6 +52,48 @@ Var pointwise_loss(const Var& pred, const Var& target, const char* op, Phi phi, 
                      });
 }
 
+// Per row i of a batch (N, ...): mean_j phi(pred_ij - target_ij), shape (N); gradients to both.
+// The backward multiplies by g_i / D first, so with a loss that is the mean over rows (1/N) the
+// gradient is exactly pointwise_loss's whenever N and D are powers of two.
+template <class Phi, class DPhi>
+Var per_sample_loss(const Var& pred, const Var& target, const char* op, Phi phi, DPhi dphi) {
+  const Tensor& p = pred.value();
+  const Tensor& t = target.value();
+  require_same_shape(p, t, op);
+  if (p.dimension() == 0) throw Error(std::string(op) + ": needs a batch (N, ...), got a scalar");
+  const std::size_t rows = p.shape()[0], d = rows ? p.size() / rows : 0;
+  Tensor out = Tensor::from_shape({rows});
+  const float* pp = p.data();
+  const float* pt = t.data();
+  for (std::size_t r = 0; r < rows; ++r) {
+    double acc = 0.0;
+    for (std::size_t j = r * d; j < (r + 1) * d; ++j) acc += phi(pp[j] - pt[j]);
+    out(r) = static_cast<float>(acc) / static_cast<float>(d);
+  }
+  const float inv_d = 1.0f / static_cast<float>(d);
+  return make_result(std::move(out), op, {pred, target}, [dphi, inv_d, d](Node& self) {
+    Node* np = grad_input(self, 0);
+    Node* nt = grad_input(self, 1);
+    const Tensor& p = self.inputs[0]->value;
+    const float* pp = p.data();
+    const float* pt = self.inputs[1]->value.data();
+    const float* g = self.grad.data();
+    Tensor gp = Tensor::from_shape(p.shape());
+    float* o = gp.data();
+    for (std::size_t r = 0, rows = self.grad.size(); r < rows; ++r) {
+      const float scale = g[r] * inv_d;
+      for (std::size_t j = r * d; j < (r + 1) * d; ++j) o[j] = scale * dphi(pp[j] - pt[j]);
+    }
+    if (nt) {
+      Tensor gt = Tensor::from_shape(p.shape());
+      float* q = gt.data();
+      for (std::size_t i = 0, n = gt.size(); i < n; ++i) q[i] = -o[i];
+      give_grad(*nt, std::move(gt));
+    }
+    if (np) give_grad(*np, std::move(gp));
+  });
+}
+
 }  // namespace
 
 Var layer_norm(const Var& x, const Var& weight, const Var& bias, float eps) {
@@ -149,6 +191,23 @@ Var pseudo_huber_loss(const Var& pred, const Var& target, float c) {
   const float cf2 = c * c;
   return pointwise_loss(
       pred, target, "pseudo_huber_loss",
+      [c, c2](float d) { return std::sqrt(static_cast<double>(d) * d + c2) - c; },
+      [cf2](float d) { return d / std::sqrt(d * d + cf2); });
+}
+
+Var mse_per_sample(const Var& pred, const Var& target) {
+  return per_sample_loss(
+      pred, target, "mse_per_sample", [](float d) { return static_cast<double>(d) * d; },
+      [](float d) { return 2.0f * d; });
+}
+
+Var pseudo_huber_per_sample(const Var& pred, const Var& target, float c) {
+  if (!(c > 0.0f))
+    throw Error("pseudo_huber_per_sample: c must be positive, got " + std::to_string(c));
+  const double c2 = static_cast<double>(c) * c;
+  const float cf2 = c * c;
+  return per_sample_loss(
+      pred, target, "pseudo_huber_per_sample",
       [c, c2](float d) { return std::sqrt(static_cast<double>(d) * d + c2) - c; },
       [cf2](float d) { return d / std::sqrt(d * d + cf2); });
 }

@@ -13,7 +13,7 @@ namespace {
 
 // The input shape with reduced axes set to 1 (the keepdims shape); fills `reduced` flags.
 Shape kept_shape(const Shape& s, const std::vector<int>& axes, const char* op,
-                 std::vector<bool>& reduced) {
+                 Shape& reduced) {
   reduced.assign(s.size(), axes.empty());
   for (int ax : axes) {
     const std::size_t a = normalize_axis(ax, s, op);
@@ -65,7 +65,7 @@ Var reduce(const Var& a, const std::vector<int>& axes, bool keepdims, bool avera
            const char* op) {
   const Tensor& av = a.value();
   const Shape s = shape_of(av);
-  std::vector<bool> reduced;
+  Shape reduced;  // 0/1 per axis; inline, so a reduction makes no heap allocation
   const Shape ks = kept_shape(s, axes, op, reduced);
   Shape os;
   for (std::size_t i = 0; i < s.size(); ++i)

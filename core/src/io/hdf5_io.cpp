@@ -282,4 +282,46 @@ std::vector<double> read_double_vector_attribute(const H5::H5Object& obj,
   return v;
 }
 
+namespace {
+
+template <class T>
+void write_vector(const H5::Group& g, const std::string& name, const std::vector<T>& v, const H5::PredType& type) {
+  const hsize_t dims[1] = {v.size()};
+  H5::DataSet ds = g.createDataSet(name, type, H5::DataSpace(1, dims));
+  if (!v.empty()) ds.write(v.data(), type);
+}
+
+template <class T>
+std::vector<T> read_vector(const H5::Group& g, const std::string& name, const H5::PredType& type) {
+  H5::DataSet ds = g.openDataSet(name);
+  H5::DataSpace space = ds.getSpace();
+  if (space.getSimpleExtentNdims() != 1) throw Error(h5_location(g, name) + ": expected a 1-D dataset");
+  hsize_t dims[1];
+  space.getSimpleExtentDims(dims);
+  std::vector<T> v(dims[0]);
+  if (!v.empty()) ds.read(v.data(), type);
+  return v;
+}
+
+}  // namespace
+
+void write_double_vector(const H5::Group& g, const std::string& name, const std::vector<double>& v) {
+  write_vector(g, name, v, H5::PredType::NATIVE_DOUBLE);
+}
+void write_int64_vector(const H5::Group& g, const std::string& name, const std::vector<std::int64_t>& v) {
+  write_vector(g, name, v, H5::PredType::NATIVE_INT64);
+}
+void write_uint64_vector(const H5::Group& g, const std::string& name, const std::vector<std::uint64_t>& v) {
+  write_vector(g, name, v, H5::PredType::NATIVE_UINT64);
+}
+std::vector<double> read_double_vector(const H5::Group& g, const std::string& name) {
+  return read_vector<double>(g, name, H5::PredType::NATIVE_DOUBLE);
+}
+std::vector<std::int64_t> read_int64_vector(const H5::Group& g, const std::string& name) {
+  return read_vector<std::int64_t>(g, name, H5::PredType::NATIVE_INT64);
+}
+std::vector<std::uint64_t> read_uint64_vector(const H5::Group& g, const std::string& name) {
+  return read_vector<std::uint64_t>(g, name, H5::PredType::NATIVE_UINT64);
+}
+
 }  // namespace diffusion

@@ -1,148 +1,195 @@
-// Parameterisation conversions on the Gaussian path x_t = alpha x0 + sigma eps.
-#include <cmath>
+// The network read through a preconditioning, and the wrappers every sampler can use.
+#include "diffusion/model/denoiser.hpp"
 
-#include "diffusion/model/components.hpp"
-#include "diffusion/tensor/quasi_random.hpp"
+#include <algorithm>
 
 namespace diffusion {
 
-Parameterisation parse_parameterisation(const std::string& name) {
-  if (name == "eps") return Parameterisation::eps;
-  if (name == "x0") return Parameterisation::x0;
-  if (name == "v") return Parameterisation::v;
-  if (name == "score") return Parameterisation::score;
-  if (name == "velocity") return Parameterisation::velocity;
-  throw Error("unknown parameterisation '" + name + "' (expected eps, score, v, velocity or x0)");
+Times same_time(std::size_t n, double t) { return Times(n, t); }
+
+void Denoiser::predict(const Tensor& x, double t, const Condition& c, Prediction& out) const {
+  predict(x, same_time(x.dimension() ? x.shape()[0] : 0, t), c, out);
 }
 
-std::string to_string(Parameterisation p) {
-  switch (p) {
-    case Parameterisation::eps: return "eps";
-    case Parameterisation::x0: return "x0";
-    case Parameterisation::v: return "v";
-    case Parameterisation::score: return "score";
-    case Parameterisation::velocity: return "velocity";
-  }
-  return "?";
+Prediction Denoiser::predict(const Tensor& x, double t, const Condition& c) const {
+  Prediction p;
+  predict(x, t, c, p);
+  return p;
 }
 
-TimeSpacing parse_time_spacing(const std::string& name) {
-  if (name == "linear") return TimeSpacing::linear;
-  if (name == "quadratic") return TimeSpacing::quadratic;
-  throw Error("unknown time spacing '" + name + "' (expected linear or quadratic)");
-}
+namespace {
 
-PriorDraw parse_prior_draw(const std::string& name) {
-  if (name == "iid") return PriorDraw::iid;
-  if (name == "rqmc") return PriorDraw::rqmc;
-  throw Error("unknown prior draw '" + name + "' (expected iid or rqmc)");
-}
-
-Denoiser::Denoiser(std::shared_ptr<Network> net, std::shared_ptr<const Sde> sde,
-                   Parameterisation p)
-    : net_(std::move(net)), sde_(std::move(sde)), param_(p) {
-  if (!net_ || !sde_) throw Error("Denoiser: network and SDE are required");
-}
-
-void Denoiser::predict(const Tensor& x, double t, Tensor& eps, Tensor& x0,
-                       const std::vector<int>* labels) const {
-  NoGradScope no_grad;
+void check_batch(const Tensor& x, const Times& t, const Condition& c) {
+  if (x.dimension() == 0) throw Error("denoiser: x must be a batch (N, ...), got a scalar");
   const std::size_t n = x.shape()[0];
-  Tensor tt = full({n}, sde_->network_time(t));
-  const Var out = net_->forward(Var(x), tt, labels);
-  ++nfe_;
-  const Tensor& y = out.value();
+  if (t.size() != n)
+    throw Error("denoiser: " + std::to_string(t.size()) + " times for a batch of " + std::to_string(n));
+  c.check_rows(n, "denoiser");
+}
+
+void reuse(Tensor& t, const Tensor& like) {
+  if (t.shape() != like.shape()) t = Tensor::from_shape(shape_of(like));
+}
+
+/// A per-row column (N, 1, ...) of rank `rank`, to broadcast against a batch.
+Tensor column(const std::vector<double>& v, std::size_t rank) {
+  Shape s(rank, 1);
+  s[0] = v.size();
+  Tensor c = Tensor::from_shape(s);
+  for (std::size_t i = 0; i < v.size(); ++i) c.data()[i] = static_cast<float>(v[i]);
+  return c;
+}
+
+}  // namespace
+
+NetworkDenoiser::NetworkDenoiser(std::shared_ptr<Network> network, std::shared_ptr<const Path> path,
+                                 std::shared_ptr<const Preconditioning> preconditioning)
+    : net_(std::move(network)), path_(std::move(path)), pre_(std::move(preconditioning)) {
+  if (!net_ || !path_ || !pre_) throw Error("NetworkDenoiser: network, path and preconditioning are required");
+}
+
+void NetworkDenoiser::prepare(std::size_t n, const Times& t, Tensor& c_in, Tensor& c_noise, bool& unit_c_in,
+                              std::vector<Readout, PoolAllocator<Readout>>& readouts) const {
+  c_in = Tensor::from_shape({n});
+  c_noise = Tensor::from_shape({n});
+  readouts.resize(n);
+  unit_c_in = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    // Rows usually share a time: reuse the previous row's numbers then.
+    if (i > 0 && t[i] == t[i - 1]) {
+      c_in(i) = c_in(i - 1), c_noise(i) = c_noise(i - 1), readouts[i] = readouts[i - 1];
+      continue;
+    }
+    const Scalings k = pre_->scalings(*path_, t[i]);
+    c_in(i) = static_cast<float>(k.c_in);
+    c_noise(i) = static_cast<float>(k.c_noise);
+    readouts[i] = pre_->readout(*path_, t[i]);
+    unit_c_in = unit_c_in && k.c_in == 1.0;
+  }
+}
+
+void NetworkDenoiser::predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const {
+  check_batch(x, t, c);
+  NoGradScope no_grad;
+  const std::size_t n = x.shape()[0], per = x.size() / std::max<std::size_t>(n, 1);
+  Tensor c_in, c_noise;
+  bool unit = true;
+  std::vector<Readout, PoolAllocator<Readout>> r;
+  prepare(n, t, c_in, c_noise, unit, r);
+  Tensor input = x;
+  if (!unit)
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < per; ++j) input.data()[i * per + j] *= c_in(i);
+  const Var f = net_->forward(Var(std::move(input)), c_noise, c);
+  const Tensor& y = f.value();
   if (y.size() != x.size())
-    throw Error("Denoiser: network output " + shape_str(y) + " does not match input " +
-                shape_str(x));
-  const double a = sde_->alpha(t), s = sde_->sigma(t);
-  eps = Tensor::from_shape(shape_of(x));
-  x0 = Tensor::from_shape(shape_of(x));
+    throw Error("denoiser: network output " + shape_str(y) + " does not match its input " + shape_str(x));
+  reuse(out.x0, x);
+  reuse(out.eps, x);
   const float* px = x.data();
   const float* py = y.data();
-  float* pe = eps.data();
-  float* p0 = x0.data();
-  const std::size_t m = x.size();
-  // Each branch solves x = a x0 + s eps for the missing quantity.
-  switch (param_) {
-    case Parameterisation::eps:
-      for (std::size_t i = 0; i < m; ++i) pe[i] = py[i], p0[i] = float((px[i] - s * py[i]) / a);
-      break;
-    case Parameterisation::x0:
-      for (std::size_t i = 0; i < m; ++i) p0[i] = py[i], pe[i] = float((px[i] - a * py[i]) / s);
-      break;
-    case Parameterisation::score:
-      // Tweedie: score = -eps / sigma.
-      for (std::size_t i = 0; i < m; ++i)
-        pe[i] = float(-s * py[i]), p0[i] = float((px[i] - s * pe[i]) / a);
-      break;
-    case Parameterisation::v: {
-      // v = a eps - s x0 (Salimans & Ho 2022), so x0 = (a x - s v)/(a^2+s^2), eps = (s x + a v)/(a^2+s^2).
-      const double r = a * a + s * s;
-      for (std::size_t i = 0; i < m; ++i)
-        p0[i] = float((a * px[i] - s * py[i]) / r), pe[i] = float((s * px[i] + a * py[i]) / r);
-      break;
-    }
-    case Parameterisation::velocity: {
-      // u = d x_t / dt = a' x0 + s' eps; with x = a x0 + s eps solve the 2x2 system.
-      const double h = 1e-4 * std::max(1.0, std::abs(sde_->t_max() - sde_->t_min()));
-      const double lo = std::max(sde_->t_min(), t - h), hi = std::min(sde_->t_max(), t + h);
-      const double da = (sde_->alpha(hi) - sde_->alpha(lo)) / (hi - lo);
-      const double ds = (sde_->sigma(hi) - sde_->sigma(lo)) / (hi - lo);
-      const double det = a * ds - s * da;
-      for (std::size_t i = 0; i < m; ++i) {
-        p0[i] = float((ds * px[i] - s * py[i]) / det);
-        pe[i] = float((a * py[i] - da * px[i]) / det);
-      }
-      break;
-    }
-  }
-}
-
-Tensor Denoiser::eps(const Tensor& x, double t, const std::vector<int>* labels) const {
-  Tensor e, x0;
-  predict(x, t, e, x0, labels);
-  return e;
-}
-
-Tensor Denoiser::x0(const Tensor& x, double t, const std::vector<int>* labels) const {
-  Tensor e, x0;
-  predict(x, t, e, x0, labels);
-  return x0;
-}
-
-Tensor Sde::prior_sample(const Shape& shape, Rng& rng, PriorDraw draw) const {
-  const double a = alpha(t_max()), s = sigma(t_max());
-  const auto std = static_cast<float>(std::sqrt(a * a + s * s));
-  return draw == PriorDraw::rqmc ? rqmc_normal(shape, rng, 0.0f, std) : rng.normal(shape, 0.0f, std);
-}
-
-double Sde::time_at_quantile(double) const {
-  throw Error("this SDE does not define time_at_quantile, so it cannot draw low-discrepancy training times");
-}
-
-Tensor low_discrepancy_times(const Sde& sde, std::size_t n, Rng& rng) {
-  Tensor t = Tensor::from_shape({n});
-  const double u0 = rng.uniform_double();
   for (std::size_t i = 0; i < n; ++i) {
-    double u = u0 + double(i) / double(n);
-    if (u >= 1.0) u -= 1.0;
-    t(i) = static_cast<float>(sde.time_at_quantile(u));
+    const LinearReadout a = r[i].x0, b = r[i].eps;
+    float* p0 = out.x0.data() + i * per;
+    float* pe = out.eps.data() + i * per;
+    for (std::size_t j = i * per, k = 0; k < per; ++j, ++k) {
+      p0[k] = static_cast<float>((a.x * px[j] + a.f * py[j]) / a.div);
+      pe[k] = static_cast<float>((b.x * px[j] + b.f * py[j]) / b.div);
+    }
   }
-  return t;
 }
 
-void Trajectory::record(const Tensor& x, double t, std::size_t step, std::size_t total) {
-  if (max_frames == 0) return;
-  // Keep step k if it is the nearest step to one of max_frames evenly spaced targets.
-  const std::size_t k = max_frames < 2 ? 1 : max_frames - 1;
-  bool keep = max_frames < 2 ? step == total : false;
-  for (std::size_t j = 0; j <= k && !keep && max_frames >= 2; ++j)
-    keep = (j * total + k / 2) / k == step;
-  if (keep && frames.size() < max_frames) {
-    frames.push_back(x);
-    times.push_back(t);
+PredictionVar NetworkDenoiser::predict_var(const Var& x, const Times& t, const Condition& c) const {
+  check_batch(x.value(), t, c);
+  const std::size_t n = x.value().shape()[0], rank = x.value().dimension();
+  Tensor c_in, c_noise;
+  bool unit = true;
+  std::vector<Readout, PoolAllocator<Readout>> r;
+  prepare(n, t, c_in, c_noise, unit, r);
+  std::vector<double> cin(n), x0x(n), x0f(n), ex(n), ef(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    cin[i] = c_in(i);
+    x0x[i] = r[i].x0.x / r[i].x0.div, x0f[i] = r[i].x0.f / r[i].x0.div;
+    ex[i] = r[i].eps.x / r[i].eps.div, ef[i] = r[i].eps.f / r[i].eps.div;
   }
+  const Var input = unit ? x : x * Var(column(cin, rank));
+  const Var f = net_->forward(input, c_noise, c);
+  if (f.size() != x.size())
+    throw Error("denoiser: network output " + shape_str(f.value()) + " does not match its input " + shape_str(x.value()));
+  return {x * Var(column(x0x, rank)) + f * Var(column(x0f, rank)),
+          x * Var(column(ex, rank)) + f * Var(column(ef, rank))};
+}
+
+DenoiserWrapper::DenoiserWrapper(std::shared_ptr<const Denoiser> inner) : inner_(std::move(inner)) {
+  if (!inner_) throw Error("denoiser wrapper: no denoiser to wrap");
+}
+
+void DenoiserWrapper::predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const {
+  inner_->predict(x, t, c, out);
+}
+
+PredictionVar DenoiserWrapper::predict_var(const Var& x, const Times& t, const Condition& c) const {
+  return inner_->predict_var(x, t, c);
+}
+
+void CountingDenoiser::predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const {
+  ++nfe_;
+  DenoiserWrapper::predict(x, t, c, out);
+}
+
+PredictionVar CountingDenoiser::predict_var(const Var& x, const Times& t, const Condition& c) const {
+  ++nfe_;
+  return DenoiserWrapper::predict_var(x, t, c);
+}
+
+ClassifierFreeGuidance::ClassifierFreeGuidance(std::shared_ptr<const Denoiser> inner, double w)
+    : DenoiserWrapper(std::move(inner)), w_(w) {}
+
+namespace {
+
+/// The condition of the conditional half (its own mask, or none dropped) followed by the
+/// unconditional half (every row dropped).
+Condition guided_condition(const Condition& c, std::size_t n) {
+  Condition cond = c, null = c;
+  if (!c.has_null_mask()) cond.set_null_mask(std::vector<std::uint8_t>(n, 0));
+  null.set_null_mask(std::vector<std::uint8_t>(n, 1));
+  return Condition::concat(cond, null);
+}
+
+Times twice(const Times& t) {
+  Times t2(t);
+  t2.insert(t2.end(), t.begin(), t.end());
+  return t2;
+}
+
+}  // namespace
+
+void ClassifierFreeGuidance::predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const {
+  check_batch(x, t, c);
+  const std::size_t n = x.shape()[0];
+  Shape s2 = shape_of(x);
+  s2[0] = 2 * n;
+  Tensor x2 = Tensor::from_shape(s2);
+  std::copy(x.begin(), x.end(), std::copy(x.begin(), x.end(), x2.begin()));
+  Prediction both;
+  inner().predict(x2, twice(t), guided_condition(c, n), both);
+  reuse(out.x0, x);
+  reuse(out.eps, x);
+  // Both outputs are linear in F at a fixed x, so guiding F guides both alike.
+  const auto a = static_cast<float>(1.0 + w_), b = static_cast<float>(w_);
+  for (std::size_t j = 0, m = x.size(); j < m; ++j) {
+    out.x0.data()[j] = a * both.x0.data()[j] - b * both.x0.data()[m + j];
+    out.eps.data()[j] = a * both.eps.data()[j] - b * both.eps.data()[m + j];
+  }
+}
+
+PredictionVar ClassifierFreeGuidance::predict_var(const Var& x, const Times& t, const Condition& c) const {
+  check_batch(x.value(), t, c);
+  const std::size_t n = x.value().shape()[0];
+  const PredictionVar both = inner().predict_var(concat({x, x}, 0), twice(t), guided_condition(c, n));
+  const auto a = static_cast<float>(1.0 + w_), b = static_cast<float>(w_);
+  const auto half = [&](const Var& v, std::size_t k) { return slice(v, 0, k * n, (k + 1) * n); };
+  return {half(both.x0, 0) * a - half(both.x0, 1) * b, half(both.eps, 0) * a - half(both.eps, 1) * b};
 }
 
 }  // namespace diffusion

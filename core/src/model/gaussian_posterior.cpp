@@ -2,7 +2,7 @@
 
 namespace diffusion {
 
-GaussianPosterior gaussian_posterior(const Sde& sde, double t, double s, bool to_data) {
+GaussianPosterior gaussian_posterior(const Path& sde, double t, double s, bool to_data) {
   if (to_data) return {1.0, 0.0, 0.0, 1.0, 0.0, 0.0};
   const double at = sde.alpha(t), st = sde.sigma(t);
   const double as = sde.alpha(s), ss = sde.sigma(s);

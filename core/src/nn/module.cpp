@@ -95,6 +95,27 @@ void Module::train(bool on) {
   for (auto& [name, child] : children_) child->train(on);
 }
 
+std::vector<Var> Module::trainable_parameters() const {
+  std::vector<Var> out;
+  for (const auto& e : named_parameters())
+    if (e.second.requires_grad()) out.push_back(e.second);
+  return out;
+}
+
+void Module::freeze(bool frozen) {
+  for (auto& e : named_parameters()) e.second.set_requires_grad(!frozen);
+}
+
+void Module::freeze_path(const std::string& path) {
+  bool found = false;
+  for (auto& [name, v] : named_parameters())
+    if (name == path || name.rfind(path + ".", 0) == 0) {
+      v.set_requires_grad(false);
+      found = true;
+    }
+  if (!found) throw Error("Module: no parameter at or below '" + path + "'");
+}
+
 void Module::save(const H5::Group& g) const {
   for (const auto& [path, v] : named_state()) write_tensor(g, path, v.value());
 }

@@ -2,15 +2,22 @@
 
 namespace diffusion {
 
-void register_core_metrics(Registries& regs);  // metrics_registration.cpp
+// Each in the file that defines the components.
+void register_core_metrics(Registries& regs);           // metrics/registration.cpp
+void register_core_time_grids(Registries& regs);        // model/time_grids.cpp
+void register_core_preconditionings(Registries& regs);  // model/preconditioning.cpp
+void register_core_codecs(Registries& regs);            // model/standardize_codec.cpp
 
 void Registries::remove_origin(const std::string& origin) {
   datasets.remove_origin(origin);
   networks.remove_origin(origin);
   losses.remove_origin(origin);
-  sdes.remove_origin(origin);
+  paths.remove_origin(origin);
   samplers.remove_origin(origin);
   metrics.remove_origin(origin);
+  time_grids.remove_origin(origin);
+  preconditionings.remove_origin(origin);
+  codecs.remove_origin(origin);
 }
 
 Registries& registries() {
@@ -19,6 +26,9 @@ Registries& registries() {
     // tables down at exit would unload libraries whose code is still on the stack.
     auto* r = new Registries();
     register_core_metrics(*r);
+    register_core_time_grids(*r);
+    register_core_preconditionings(*r);
+    register_core_codecs(*r);
     return r;
   }();
   return *regs;

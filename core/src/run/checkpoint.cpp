@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kCheckpointVersion = "1";
+constexpr const char* kCheckpointVersion = "2";
 
 // ---- config flattening ----
 
@@ -59,35 +59,14 @@ bool same_value(const std::string& a, const std::string& b) {
 
 // ---- small HDF5 helpers this file needs beyond hdf5_io ----
 
-template <class T>
-void write_vector(const H5::Group& g, const std::string& name, const std::vector<T>& v,
-                  const H5::PredType& type) {
-  const hsize_t dims[1] = {v.size()};
-  H5::DataSpace space(1, dims);
-  H5::DataSet ds = g.createDataSet(name, type, space);
-  if (!v.empty()) ds.write(v.data(), type);
-}
-
-template <class T>
-std::vector<T> read_vector(const H5::Group& g, const std::string& name, const H5::PredType& type) {
-  H5::DataSet ds = g.openDataSet(name);
-  H5::DataSpace space = ds.getSpace();
-  if (space.getSimpleExtentNdims() != 1) throw Error(h5_location(g, name) + ": expected a 1-D dataset");
-  hsize_t dims[1];
-  space.getSimpleExtentDims(dims);
-  std::vector<T> v(dims[0]);
-  if (!v.empty()) ds.read(v.data(), type);
-  return v;
-}
-
 void write_rng(const H5::Group& g, const std::string& name, const Rng::State& st) {
   std::vector<std::uint64_t> v(st.s.begin(), st.s.end());
   v.push_back(st.seed);
-  write_vector(g, name, v, H5::PredType::NATIVE_UINT64);
+  write_uint64_vector(g, name, v);
 }
 
 Rng::State read_rng(const H5::Group& g, const std::string& name) {
-  const auto v = read_vector<std::uint64_t>(g, name, H5::PredType::NATIVE_UINT64);
+  const auto v = read_uint64_vector(g, name);
   if (v.size() != 5) throw Error(h5_location(g, name) + ": expected 5 values (state and seed)");
   Rng::State st;
   std::copy(v.begin(), v.begin() + 4, st.s.begin());
@@ -114,6 +93,41 @@ void read_all(const H5::Group& g) {
 }
 
 std::string step_name(std::int64_t step) { return "step_" + std::to_string(step) + ".h5"; }
+
+/// The slots a checkpoint carries besides the model and its EMA: those the run changes.
+template <class F>
+void for_changed_slots(const Models& models, F f) {
+  for (const ModelSlot& s : models.slots())
+    if (s.name != "model" && s.name != "ema" && !s.frozen) f(s);
+}
+
+void write_log(const H5::Group& root, const LossLog::State& log) {
+  write_attribute(root, "window", log.window);
+  write_attribute(root, "window_n", log.window_n);
+  write_attribute(root, "last_finite", log.last_finite);
+  write_attribute(root, "final_loss", log.final_loss);
+  const H5::Group train = h5_require_group(root, "train");
+  write_int64_vector(train, "step", log.steps);
+  write_double_vector(train, "loss", log.losses);
+  write_double_vector(train, "loss_by_t", log.by_t);
+  write_double_vector(train, "bin_sum", log.bin_sum);
+  write_double_vector(train, "bin_count", log.bin_count);
+}
+
+LossLog::State read_log(const H5::Group& root) {
+  LossLog::State log;
+  log.window = read_double_attribute(root, "window");
+  log.window_n = read_int_attribute(root, "window_n");
+  log.last_finite = read_double_attribute(root, "last_finite");
+  log.final_loss = read_double_attribute(root, "final_loss");
+  const H5::Group train = h5_open_group(root, "train");
+  log.steps = read_int64_vector(train, "step");
+  log.losses = read_double_vector(train, "loss");
+  log.by_t = read_double_vector(train, "loss_by_t");
+  log.bin_sum = read_double_vector(train, "bin_sum");
+  log.bin_count = read_double_vector(train, "bin_count");
+  return log;
+}
 
 }  // namespace
 
@@ -220,9 +234,8 @@ std::optional<CheckpointInfo> find_latest_checkpoint(const std::string& dir,
   return std::nullopt;
 }
 
-std::string write_checkpoint(const std::string& dir, const TrainingState& state, const Module& model,
-                             const EMA* ema, const Optimizer& optimizer, const Config& config,
-                             int keep) {
+std::string write_checkpoint(const std::string& dir, const TrainingState& state, const Models& models,
+                             const EMA* ema, const Optimizer& optimizer, const Config& config, int keep) {
   H5::Exception::dontPrint();
   fs::create_directories(dir);
   const std::string final_path = (fs::path(dir) / step_name(state.step)).string();
@@ -240,19 +253,14 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
     std::ostringstream hash;
     hash << std::hex << config_hash(config);
     write_attribute(root, "config_hash", hash.str());
-    write_attribute(root, "window", state.window);
-    write_attribute(root, "window_n", state.window_n);
-    write_attribute(root, "last_finite", state.last_finite);
-    write_attribute(root, "final_loss", state.final_loss);
-    model.save(h5_require_group(root, "model"));
+    write_log(root, state.log);
+    models.get("model").save(h5_require_group(root, "model"));
     if (ema) ema->save(h5_require_group(root, "ema"));
+    for_changed_slots(models, [&](const ModelSlot& s) { s.network->save(h5_require_group(root, "models/" + s.name)); });
     optimizer.save_state(h5_require_group(root, "optimizer"));
     const H5::Group rng = h5_require_group(root, "rng");
     write_rng(rng, "data", state.data_rng);
     write_rng(rng, "train", state.train_rng);
-    const H5::Group train = h5_require_group(root, "train");
-    write_vector(train, "step", state.log_steps, H5::PredType::NATIVE_INT64);
-    write_vector(train, "loss", state.log_losses, H5::PredType::NATIVE_DOUBLE);
     // Last: a reader that finds the marker knows everything before it was written.
     write_attribute(root, "complete", std::int64_t{1});
     h5_save_image(file, temp_path);  // fsync'ed
@@ -278,7 +286,7 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
   return final_path;
 }
 
-CheckpointInfo read_checkpoint(const std::string& path, TrainingState& state, Module& model, EMA* ema,
+CheckpointInfo read_checkpoint(const std::string& path, TrainingState& state, Models& models, EMA* ema,
                                Optimizer& optimizer) {
   H5::Exception::dontPrint();
   try {
@@ -287,23 +295,25 @@ CheckpointInfo read_checkpoint(const std::string& path, TrainingState& state, Mo
     const CheckpointInfo info = info_of(path, root);
     TrainingState st;
     st.step = info.step;
-    st.window = read_double_attribute(root, "window");
-    st.window_n = read_int_attribute(root, "window_n");
-    st.last_finite = read_double_attribute(root, "last_finite");
-    st.final_loss = read_double_attribute(root, "final_loss");
+    if (!has_attribute(root, "version") || read_string_attribute(root, "version") != kCheckpointVersion)
+      throw Error("checkpoint " + path + " was written by another version of the toolkit (checkpoint version " +
+                  (has_attribute(root, "version") ? read_string_attribute(root, "version") : std::string("?")) +
+                  ", expected " + kCheckpointVersion + ")");
+    st.log = read_log(root);
     const H5::Group rng = h5_open_group(root, "rng");
     st.data_rng = read_rng(rng, "data");
     st.train_rng = read_rng(rng, "train");
-    const H5::Group train = h5_open_group(root, "train");
-    st.log_steps = read_vector<std::int64_t>(train, "step", H5::PredType::NATIVE_INT64);
-    st.log_losses = read_vector<double>(train, "loss", H5::PredType::NATIVE_DOUBLE);
-    if (st.log_steps.size() != st.log_losses.size())
+    if (st.log.steps.size() != st.log.losses.size())
       throw Error("checkpoint " + path + ": /train/step and /train/loss differ in length");
     if (ema && !h5_exists(root, "ema"))
       throw Error("checkpoint " + path + " has no /ema but the experiment keeps an EMA");
     // Everything small is read; now the weights (each load checks before it assigns).
-    model.load(h5_open_group(root, "model"));
+    models.get("model").load(h5_open_group(root, "model"));
     if (ema) ema->load(h5_open_group(root, "ema"));
+    for_changed_slots(models, [&](const ModelSlot& s) {
+      if (!h5_exists(root, "models/" + s.name)) throw Error("checkpoint " + path + " has no /models/" + s.name);
+      s.network->load(h5_open_group(root, "models/" + s.name));
+    });
     optimizer.load_state(h5_open_group(root, "optimizer"));
     state = std::move(st);
     return info;

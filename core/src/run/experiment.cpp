@@ -1,11 +1,12 @@
+// compose_experiment: the YAML file's components, built through the registries and checked
+// before anything runs. The named models and `init:` live in experiment_models.cpp.
 #include "diffusion/run/experiment.hpp"
 
 #include <filesystem>
-#include <functional>
 #include <limits>
 #include <set>
 
-#include "diffusion/io/hdf5_io.hpp"
+#include "diffusion/run/experiment_models.hpp"
 
 namespace diffusion {
 namespace {
@@ -57,87 +58,10 @@ LrSchedule make_schedule(const ConfigNode& train, double base_lr, std::int64_t s
   node->error("unknown lr_schedule type '" + type + "' (expected constant, cosine or warmup)");
 }
 
-/// `init:`: load the model (and EMA, and the data normaliser) of a results file into ex.
-/// Every failure is a ConfigError at the `init` key, naming the file.
-void load_init(Experiment& ex, const ConfigNode& node, const std::function<std::shared_ptr<Network>()>& make_network) {
-  const std::string path = ex.init;
-  if (path.empty()) node.fail("the path of a results file (.h5)");
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) node.error("init file " + path + " does not exist");
-  if (std::filesystem::is_directory(path, ec)) node.error("init file " + path + " is a folder, not a results file");
-  H5::Exception::dontPrint();
+/// train.steps: >= 1, or 0 with `init:` (evaluate a trained model).
+std::int64_t read_steps(const ConfigNode& train, bool has_init) {
   try {
-    if (!H5::H5File::isHdf5(path)) node.error("init file " + path + " is not an HDF5 results file");
-    H5::H5File file(path, H5F_ACC_RDONLY);
-    const H5::Group root = file.openGroup("/");
-    if (!has_attribute(root, "config") || !h5_exists(root, "model") || !h5_exists(root, "data/mean") ||
-        !h5_exists(root, "data/std")) {
-      std::string status = has_attribute(root, "status") ? read_string_attribute(root, "status") : "";
-      node.error("init file " + path + " is not a results file with a trained model (" +
-                 (status.empty() ? std::string("no config, /model or /data/mean")
-                                 : "status=" + status + ", no /model or /data/mean") + ")");
-    }
-    // Module::load names the first parameter whose name or shape differs.
-    ex.network->load(h5_open_group(root, "model"));
-    const bool file_ema = h5_exists(root, "ema");
-    if (ex.ema_network) {
-      if (file_ema) {
-        ex.ema_network->load(h5_open_group(root, "ema"));
-        ex.init_ema = true;
-      } else {
-        ex.ema_network->copy_parameters_from(*ex.network);
-      }
-    } else if (file_ema && ex.train.steps == 0) {
-      ex.ema_network = make_network();
-      ex.ema_network->load(h5_open_group(root, "ema"));
-      ex.init_ema = true;
-    }
-    const Shape shape = ex.dataset->sample_shape();
-    const H5::Group data = h5_open_group(root, "data");
-    ex.init_mean = read_tensor(data, "mean", shape);
-    ex.init_std = read_tensor(data, "std", shape);
-  } catch (const ConfigError&) {
-    throw;
-  } catch (const H5::Exception& e) {
-    node.error("init file " + path + ": unreadable (" + e.getDetailMsg() + ")");
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    // Module::load's messages start with "<file>:<group>"; name the file once.
-    if (msg.rfind(path, 0) != 0) msg = path + ": " + msg;
-    node.error("init file " + msg + " (does the network match the one that was trained?)");
-  }
-}
-
-}  // namespace
-
-Experiment compose_experiment(const Config& config, Registries& regs) {
-  Experiment ex(config);
-  const ConfigNode root = ex.config.root();
-  ex.name = root.get_string("name", std::filesystem::path(config.name()).stem().string());
-  ex.seed = static_cast<std::uint64_t>(root.get_int("seed", 0, 0));
-  Rng init = Rng(ex.seed).split("init");
-
-  BuildContext ctx;
-  ctx.rng = &init;
-  ex.dataset = regs.datasets.create(root.at("dataset"), ctx);
-  ctx.data_shape = ex.dataset->sample_shape();
-  ctx.num_classes = ex.dataset->num_classes();
-  const ConfigNode net_node = root.at("network");
-  ex.network = regs.networks.create(net_node, ctx);
-  ex.sde = regs.sdes.create(root.at("sde"), ctx);
-  ex.loss = regs.losses.create(root.at("loss"), ctx);
-
-  const ConfigNode train = root.at("train");
-  TrainSettings& ts = ex.train;
-  // `init: results/x.h5` (null: none) loads a trained model; with it train.steps may be 0.
-  const auto init_node = root.find("init");
-  const bool has_init = init_node && !init_node->is_null();
-  if (has_init) {
-    if (!init_node->is_scalar()) init_node->fail("the path of a results file (.h5)");
-    ex.init = root.get_string("init");
-  }
-  try {
-    ts.steps = train.get_int("steps", 1000, has_init ? 0 : 1);
+    return train.get_int("steps", 1000, has_init ? 0 : 1);
   } catch (const ConfigError&) {
     bool zero = false;
     try {
@@ -147,77 +71,147 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
     if (!zero) throw;
     train.at("steps").error("expected an integer >= 1, got 0 (0 only with `init:`, to evaluate a trained model)");
   }
+}
+
+void read_train_settings(const ConfigNode& train, bool has_init, TrainSettings& ts) {
+  ts.steps = read_steps(train, has_init);
   ts.batch_size = train.get_int("batch_size", 256, 1);
   ts.shards = train.get_int("shards", 1, 1, 1024);
   if (ts.batch_size % ts.shards != 0)
-    train.at("shards").error("expected a divisor of batch_size (" + std::to_string(ts.batch_size) +
-                             "), got " + std::to_string(ts.shards));
+    train.at("shards").error("expected a divisor of batch_size (" + std::to_string(ts.batch_size) + "), got " +
+                             std::to_string(ts.shards));
   ts.log_every = train.get_int("log_every", std::max<std::int64_t>(1, ts.steps / 100), 1);
+  ts.loss_by_t_bins = train.get_int("loss_by_t_bins", 20, 1, 10000);
   ts.ema_decay = train.get_double("ema", 0.0, Interval::half_open(0, 1));
   ts.ema_warmup = train.get_bool("ema_warmup", true);
   ts.grad_clip = train.get_double("grad_clip", 0.0, Interval::at_least(0));
-  ts.normalize = train.get_bool("normalize", true);
-  ts.normalize_samples = train.get_int("normalize_samples", 20000, 2);
   ts.checkpoint_every = train.get_int("checkpoint_every", std::max<std::int64_t>(1000, ts.steps / 10), 0);
   ts.keep_checkpoints = train.get_int("keep_checkpoints", 2, 1);
-  const auto opt_node = train.find("optimizer");
-  const ConfigNode opt = opt_node ? *opt_node : train.at("optimizer");
-  ex.optimizer = make_optimizer(opt, ex.network->parameters());
-  // Without training the schedule is never used: check its keys but not against 0 steps.
-  ts.schedule = make_schedule(train, ex.optimizer->lr(),
-                              ts.steps > 0 ? ts.steps : std::numeric_limits<std::int64_t>::max());
-  const auto make_network = [&] {
-    // A second network from the same node and the same init stream has the same structure.
-    Rng ema_init = Rng(ex.seed).split("init");
-    BuildContext ema_ctx = ctx;
-    ema_ctx.rng = &ema_init;
-    return regs.networks.create(net_node, ema_ctx);
-  };
-  if (ts.ema_decay > 0) {
-    ex.ema_network = make_network();
-    ex.ema_network->copy_parameters_from(*ex.network);
-  }
-  if (has_init) load_init(ex, *init_node, make_network);
+  ts.freeze = train.get_string_list("freeze", {});
+}
 
-  // `sampler: {...}` for one, `samplers: [{...}, ...]` for several.
-  std::vector<ConfigNode> sampler_nodes;
-  if (const auto one = root.find("sampler")) sampler_nodes.push_back(*one);
+/// `source:` absent or `standard_normal`: the standard Gaussian; else any data set, encoded by
+/// the experiment's codec.
+std::shared_ptr<Source> make_source(const ConfigNode& root, const Experiment& ex, Registries& regs,
+                                    const BuildContext& ctx) {
+  const auto node = root.find("source");
+  if (!node || node->is_null() || node->type() == "standard_normal") {
+    if (node && node->is_map()) node->check_no_unknown_keys();
+    return std::make_shared<StandardNormalSource>();
+  }
+  std::shared_ptr<Dataset> data = regs.datasets.create(*node, ctx);
+  if (data->sample_shape() != ex.dataset->sample_shape())
+    node->error("the source's samples have shape " + shape_str(data->sample_shape()) + " but the data set's have " +
+                shape_str(ex.dataset->sample_shape()));
+  return std::make_shared<DatasetSource>(std::move(data), ex.codec, node->type());
+}
+
+/// `sampler: {...}` for one, `samplers: [{...}, ...]` for several; each checked against the path.
+void read_samplers(const ConfigNode& root, Experiment& ex, Registries& regs, const BuildContext& ctx) {
+  std::vector<ConfigNode> nodes;
+  if (const auto one = root.find("sampler")) nodes.push_back(*one);
   if (const auto many = root.find("samplers"))
-    for (const auto& n : many->items()) sampler_nodes.push_back(n);
+    for (const auto& n : many->items()) nodes.push_back(n);
   std::set<std::string> names;
-  for (const auto& node : sampler_nodes) {
+  for (const auto& node : nodes) {
     SamplerSpec s;
     s.type = node.type();
     s.name = node.get_string("name", s.type);
     s.n = static_cast<std::size_t>(node.get_int("n", 2000, 1));
     s.trajectory = static_cast<std::size_t>(node.get_int("trajectory", 0, 0, 10000));
     s.use_ema = node.get_bool("use_ema", true);
+    s.repeats = static_cast<std::size_t>(node.get_int("repeats", 1, 1, 1000));
+    if (s.name == "data") node.at("name").error("'data' is the metric floor's group; give the sampler another name");
     if (!names.insert(s.name).second)
       node.error("two samplers are named '" + s.name + "'; give one a different `name:`");
     s.sampler = regs.samplers.create(node, ctx);
     try {
-      s.sampler->check(*ex.sde);
+      s.sampler->check(*ex.path, *ex.source);
     } catch (const ConfigError&) {
       throw;
     } catch (const Error& e) {
       // The usual culprit is the step count; point there when it was given.
       (node.has("steps") ? node.at("steps") : node).error(e.what());
     }
-    ex.reference_n = std::max(ex.reference_n, s.n);
+    ex.evaluation.reference_n = std::max(ex.evaluation.reference_n, s.n);
     ex.samplers.push_back(std::move(s));
   }
+}
 
+void read_metrics(const ConfigNode& root, Experiment& ex, Registries& regs, const BuildContext& ctx) {
   if (const auto metrics = root.find("metrics")) {
     const auto items = metrics->is_sequence() ? metrics->items() : std::vector<ConfigNode>{*metrics};
-    for (const auto& node : items) {
-      MetricSpec m;
-      m.name = node.type();
-      m.metric = regs.metrics.create(node, ctx);
-      ex.metrics.push_back(std::move(m));
+    for (const auto& node : items) ex.metrics.push_back({node.type(), regs.metrics.create(node, ctx)});
+  }
+  if (const auto ref = root.find("reference")) {
+    ex.evaluation.reference_n = static_cast<std::size_t>(
+        ref->get_int("n", static_cast<std::int64_t>(std::max<std::size_t>(ex.evaluation.reference_n, 1)), 1));
+    ex.evaluation.floor_draws = static_cast<std::size_t>(ref->get_int("floor_draws", 5, 1, 1000));
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<NetworkDenoiser> Experiment::denoiser(std::shared_ptr<Network> network) const {
+  return std::make_shared<NetworkDenoiser>(std::move(network), path, loss->preconditioning());
+}
+
+Experiment compose_experiment(const Config& config, Registries& regs) {
+  Experiment ex(config);
+  const ConfigNode root = ex.config.root();
+  ex.name = root.get_string("name", std::filesystem::path(config.name()).stem().string());
+  ex.seed = static_cast<std::uint64_t>(root.get_int("seed", 0, 0));
+  Rng init = Rng(ex.seed).split("init");
+  BuildContext ctx;
+  ctx.rng = &init;
+  ex.dataset = regs.datasets.create(root.at("dataset"), ctx);
+  static const Config default_codec = Config::load_string("type: standardize", "<default codec>");
+  const auto codec_node = root.find("codec");
+  ex.codec = regs.codecs.create(codec_node ? *codec_node : default_codec.root(), ctx);
+  ctx.data_shape = ex.codec->encoded_shape(ex.dataset->sample_shape());
+  ctx.num_classes = ex.dataset->num_classes();
+  ex.source = make_source(root, ex, regs, ctx);
+  const ConfigNode net_node = root.at("network");
+  ex.models.add({"model", regs.networks.create(net_node, ctx), false, ""});
+  ex.path = regs.paths.create(root.at("sde"), ctx);
+  ex.loss = regs.losses.create(root.at("loss"), ctx);
+
+  const auto init_node = root.find("init");
+  const bool has_init = init_node && !init_node->is_null();
+  if (has_init) {
+    if (!init_node->is_scalar()) init_node->fail("the path of a results file (.h5)");
+    ex.init = root.get_string("init");
+  }
+  const ConfigNode train = root.at("train");
+  read_train_settings(train, has_init, ex.train);
+  for (const std::string& path : ex.train.freeze) {
+    try {
+      ex.network().freeze_path(path);
+    } catch (const Error& e) {
+      train.at("freeze").error(std::string(e.what()) + " (the model's parameters are named as in /model)");
     }
   }
-  const auto ref = root.find("reference");
-  if (ref) ex.reference_n = static_cast<std::size_t>(ref->get_int("n", std::max<std::size_t>(ex.reference_n, 1), 1));
+  const auto opt_node = train.find("optimizer");
+  ex.optimizer = make_optimizer(opt_node ? *opt_node : train.at("optimizer"), ex.network().trainable_parameters());
+  // Without training the schedule is never used: check its keys but not against 0 steps.
+  ex.train.schedule = make_schedule(train, ex.optimizer->lr(),
+                                    ex.train.steps > 0 ? ex.train.steps : std::numeric_limits<std::int64_t>::max());
+  const NetworkFactory make_network = [&](const ConfigNode& node) {
+    // Every slot's network is initialised from the model's stream: the model's own node gives a copy.
+    Rng slot_init = Rng(ex.seed).split("init");
+    BuildContext slot_ctx = ctx;
+    slot_ctx.rng = &slot_init;
+    return regs.networks.create(node, slot_ctx);
+  };
+  if (ex.train.ema_decay > 0) {
+    ex.models.add({"ema", make_network(net_node), false, ""});
+    ex.models.get("ema").copy_parameters_from(ex.network());
+  }
+  if (has_init) load_init(ex, *init_node, [&] { return make_network(net_node); });
+  if (const auto slots = root.find("models")) read_model_slots(*slots, net_node, make_network, ex);
+
+  read_samplers(root, ex, regs, ctx);
+  read_metrics(root, ex, regs, ctx);
   root.check_no_unknown_keys();
   return ex;
 }

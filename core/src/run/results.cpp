@@ -14,27 +14,6 @@
 namespace diffusion {
 namespace fs = std::filesystem;
 
-namespace {
-
-H5::DataSet make_extendable(const H5::Group& g, const std::string& name, const H5::PredType& type) {
-  const hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {1024};
-  H5::DataSpace space(1, dims, maxdims);
-  H5::DSetCreatPropList props;
-  props.setChunk(1, chunk);
-  return g.createDataSet(name, type, space, props);
-}
-
-void append_value(H5::DataSet& ds, hsize_t row, const void* value, const H5::PredType& type) {
-  const hsize_t size[1] = {row + 1}, offset[1] = {row}, count[1] = {1};
-  ds.extend(size);
-  H5::DataSpace file_space = ds.getSpace();
-  file_space.selectHyperslab(H5S_SELECT_SET, count, offset);
-  H5::DataSpace mem_space(1, count);
-  ds.write(value, type, mem_space, file_space);
-}
-
-}  // namespace
-
 void check_output_path(const std::string& out_path) {
   const fs::path out(out_path);
   fs::path dir = out.parent_path();
@@ -62,9 +41,6 @@ ResultsWriter::ResultsWriter(const std::string& out_path) : out_path_(out_path) 
     file_ = h5_create_in_memory(temp_path_);
     write_attribute(file_, "status", "running");
     write_attribute(file_, "version", kResultsVersion);
-    H5::Group train = h5_require_group(root(), "train");
-    steps_ = make_extendable(train, "step", H5::PredType::NATIVE_INT64);
-    losses_ = make_extendable(train, "loss", H5::PredType::NATIVE_DOUBLE);
   } catch (const H5::Exception& e) {
     std::remove(temp_path_.c_str());
     throw Error("output " + out_path + ": cannot create " + temp_path_ + ": " + e.getDetailMsg());
@@ -73,12 +49,6 @@ ResultsWriter::ResultsWriter(const std::string& out_path) : out_path_(out_path) 
 
 ResultsWriter::~ResultsWriter() {
   if (!done_) abandon();
-}
-
-void ResultsWriter::append_train(std::int64_t step, double loss) {
-  append_value(steps_, rows_, &step, H5::PredType::NATIVE_INT64);
-  append_value(losses_, rows_, &loss, H5::PredType::NATIVE_DOUBLE);
-  ++rows_;
 }
 
 void ResultsWriter::finish(const std::string& status) {
@@ -104,8 +74,6 @@ void ResultsWriter::finish(const std::string& status) {
 
 void ResultsWriter::close_handles() {
   // In memory, so closing writes nothing and cannot fail on a full disk.
-  steps_.close();
-  losses_.close();
   file_.close();
 }
 

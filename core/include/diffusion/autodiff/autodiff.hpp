@@ -282,4 +282,9 @@ Var mse_loss(const Var& pred, const Var& target);
 /// Pseudo-Huber sqrt(d^2 + c^2) - c, averaged (Song & Dhariwal 2023, improved consistency training).
 Var pseudo_huber_loss(const Var& pred, const Var& target, float c);
 
+// ---- Per-sample losses (N, ...) -> (N): the mean over each row, for losses that report one
+// value per sample (loss.hpp) ----
+Var mse_per_sample(const Var& pred, const Var& target);
+Var pseudo_huber_per_sample(const Var& pred, const Var& target, float c);
+
 }  // namespace diffusion

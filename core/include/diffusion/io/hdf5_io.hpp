@@ -76,4 +76,14 @@ std::int64_t read_int_attribute(const H5::H5Object& obj, const std::string& name
 /// Read a 1-D (or scalar) numeric attribute as doubles.
 std::vector<double> read_double_vector_attribute(const H5::H5Object& obj, const std::string& name);
 
+/// 1-D datasets of float64, int64 or uint64 (loss logs, checkpoint state); an empty vector
+/// gives a dataset of length 0.
+void write_double_vector(const H5::Group& g, const std::string& name, const std::vector<double>& v);
+void write_int64_vector(const H5::Group& g, const std::string& name, const std::vector<std::int64_t>& v);
+void write_uint64_vector(const H5::Group& g, const std::string& name, const std::vector<std::uint64_t>& v);
+/// Read them back; Error naming the dataset if it is not 1-D.
+std::vector<double> read_double_vector(const H5::Group& g, const std::string& name);
+std::vector<std::int64_t> read_int64_vector(const H5::Group& g, const std::string& name);
+std::vector<std::uint64_t> read_uint64_vector(const H5::Group& g, const std::string& name);
+
 }  // namespace diffusion

@@ -1,7 +1,7 @@
 #pragma once
 // The posterior q(x_s | x_t, x0) of a Gaussian path between two times s < t, for any
 // alpha/sigma (Kingma et al. 2021, VDM eq. 30-32; DDPM's beta-tilde is the VP case).
-#include "diffusion/model/components.hpp"
+#include "diffusion/model/path.hpp"
 
 namespace diffusion {
 
@@ -15,6 +15,6 @@ struct GaussianPosterior {
 
 /// Posterior between t and s < t. When `to_data` is set, s is the clean data (alpha 1,
 /// sigma 0): the mean is x0 and both variances are 0.
-GaussianPosterior gaussian_posterior(const Sde& sde, double t, double s, bool to_data);
+GaussianPosterior gaussian_posterior(const Path& path, double t, double s, bool to_data);
 
 }  // namespace diffusion

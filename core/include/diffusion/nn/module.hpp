@@ -56,6 +56,16 @@ class Module {
     return children_;
   }
 
+  /// The parameters that are trained (not frozen), in named_parameters() order: what an
+  /// optimiser is given.
+  std::vector<Var> trainable_parameters() const;
+  /// Stop (or resume) training every parameter of this module and its children: a frozen
+  /// parameter gets no gradient and is left out of trainable_parameters().
+  void freeze(bool frozen = true);
+  /// Freeze the parameters at or below a dotted path ("net.layers.0" or "net.layers.0.weight");
+  /// Error if no parameter has that path.
+  void freeze_path(const std::string& path);
+
   /// Number of scalar parameters (buffers excluded), as sum(p.numel()) in PyTorch.
   std::size_t num_parameters() const;
   /// Forget every parameter's gradient.

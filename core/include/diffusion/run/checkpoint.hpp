@@ -5,11 +5,13 @@
 //
 //   /                 attributes: step, config (resolved YAML), config_hash (hex FNV-1a 64 of the
 //                     canonical config), window, window_n, last_finite, final_loss,
-//                     version, complete=1 (written last: a file without it is not a checkpoint)
+//                     version (2), complete=1 (written last: a file without it is not a checkpoint)
 //   /model, /ema      Module::save / EMA::save
+//   /models/<slot>    every named model that the run changes (unfrozen slots but model and ema)
 //   /optimizer        Optimizer::save_state
 //   /rng/data, /rng/train   uint64[5]: the xoshiro state s[0..3] and the stream's seed
-//   /train/step, /train/loss  the rows of the results file's loss log so far
+//   /train/step, /train/loss, /train/loss_by_t   the loss log's rows so far (LossLog)
+//   /train/bin_sum, /train/bin_count            the current window's loss-by-time sums
 //
 // Files are written to a temporary name in the same folder, fsync'ed and renamed, so a crash
 // never leaves a half-written file under a step_<k>.h5 name; a file truncated afterwards (disk
@@ -22,8 +24,10 @@
 #include <vector>
 
 #include "diffusion/io/config.hpp"
+#include "diffusion/model/models.hpp"
 #include "diffusion/nn/module.hpp"
 #include "diffusion/optim/optim.hpp"
+#include "diffusion/run/loss_log.hpp"
 #include "diffusion/tensor/random.hpp"
 
 namespace diffusion {
@@ -73,23 +77,18 @@ CheckpointInfo read_checkpoint_info(const std::string& path);
 struct TrainingState {
   std::int64_t step = 0;                ///< updates done
   Rng::State data_rng{}, train_rng{};   ///< the only streams the training loop draws from
-  double window = 0;                    ///< sum of losses in the current log window
-  std::int64_t window_n = 0;
-  double last_finite = 0;               ///< for the divergence message
-  double final_loss = 0;                ///< mean of the last complete window
-  std::vector<std::int64_t> log_steps;  ///< /train/step rows so far
-  std::vector<double> log_losses;       ///< /train/loss rows so far
+  LossLog::State log;                   ///< the loss log so far
 };
 
 /// Write `<dir>/step_<state.step>.h5` atomically (creating dir), then delete all but the newest
-/// `keep` checkpoints. ema may be null. Returns the path written.
-std::string write_checkpoint(const std::string& dir, const TrainingState& state, const Module& model,
-                             const EMA* ema, const Optimizer& optimizer, const Config& config,
-                             int keep);
+/// `keep` checkpoints. The models' `model` slot and unfrozen slots other than `ema` are saved;
+/// ema (may be null) is the EMA of the model. Returns the path written.
+std::string write_checkpoint(const std::string& dir, const TrainingState& state, const Models& models,
+                             const EMA* ema, const Optimizer& optimizer, const Config& config, int keep);
 
-/// Restore a checkpoint into state, model, ema (may be null) and optimizer. Throws Error naming
-/// the file on any mismatch.
-CheckpointInfo read_checkpoint(const std::string& path, TrainingState& state, Module& model, EMA* ema,
+/// Restore a checkpoint into state, the models (as write_checkpoint saved them), ema (may be
+/// null) and optimizer. Throws Error naming the file on any mismatch.
+CheckpointInfo read_checkpoint(const std::string& path, TrainingState& state, Models& models, EMA* ema,
                                Optimizer& optimizer);
 
 /// Remove checkpoints with a step > after_step (all with -1) and leftover temporary files, so a

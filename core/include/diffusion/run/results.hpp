@@ -1,5 +1,5 @@
 #pragma once
-// The results file of one run (layout in DESIGN.md). It is built in memory (h5_memory_file.hpp),
+// The results file of one run (layout in docs/results-format.md). It is built in memory (h5_memory_file.hpp),
 // written to a temporary file in the output's folder and renamed into place only when the run
 // ends, so the output path never holds a half-written file, a file whose status says "complete"
 // is complete, and a full disk is an error message rather than a crash.
@@ -13,7 +13,7 @@
 namespace diffusion {
 
 /// Version of the results layout, stored as the root attribute `version`.
-constexpr const char* kResultsVersion = "1";
+constexpr const char* kResultsVersion = "2";
 
 /// Refuse an output path whose folder does not exist or is not writable, or that is a folder:
 /// Error "output <path>: folder <dir> does not exist" (is not writable, ...). Run before
@@ -38,8 +38,6 @@ class ResultsWriter {
   const std::string& out_path() const { return out_path_; }
   const std::string& temp_path() const { return temp_path_; }
 
-  /// Append one row to /train/step and /train/loss (extendable 1-D datasets).
-  void append_train(std::int64_t step, double loss);
   /// Set the root attribute status (complete | failed | interrupted), write the file to the
   /// temporary path, fsync it and rename it over the output path. If writing fails (e.g. a
   /// full disk) the partial temporary file is removed, Error names both paths, the output path
@@ -53,8 +51,6 @@ class ResultsWriter {
 
   std::string out_path_, temp_path_;
   H5::H5File file_;
-  H5::DataSet steps_, losses_;
-  hsize_t rows_ = 0;
   bool done_ = false;
 };
 

@@ -1,6 +1,6 @@
 #pragma once
 // Running an experiment: train, sample with every sampler, evaluate every metric, and write
-// one results file (layout in DESIGN.md), atomically.
+// one results file (layout in docs/results-format.md), atomically.
 #include <csignal>
 #include <cstdint>
 #include <iosfwd>
@@ -30,7 +30,8 @@ struct RunOptions {
 struct RunResult {
   std::string out_path;
   double final_loss = 0.0;
-  std::map<std::string, std::map<std::string, double>> metrics;  ///< [sampler][metric]
+  std::map<std::string, std::map<std::string, double>> metrics;  ///< [sampler][metric] (mean over repeats)
+  std::map<std::string, double> floor;  ///< [metric]: fresh data's score, the mean over the floor's draws
   std::map<std::string, std::size_t> nfe;                         ///< [sampler]
   double train_seconds = 0, sample_seconds = 0, metric_seconds = 0, total_seconds = 0;
   bool interrupted = false;        ///< stopped by RunOptions::stop; the file says interrupted

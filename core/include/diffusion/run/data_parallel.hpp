@@ -9,15 +9,16 @@
 // The numbers depend on the number of shards (each shard draws its own noise and times, and
 // the gradient is summed per shard), never on the number of threads.
 //
-// Assumes what every built-in component satisfies: the loss is a mean over the batch's
-// samples, so the mean of the shards' losses is the batch's loss, and the network's forward
+// Assumes what every loss satisfies by construction (loss.hpp): a shard's loss is a mean over
+// its samples, so the mean of the shards' losses is the batch's loss; and the network's forward
 // pass only reads its parameters, so two threads may run it at once.
 #include <cstddef>
 #include <vector>
 
-#include "diffusion/model/components.hpp"
 #include "diffusion/autodiff/grad_sink.hpp"
+#include "diffusion/model/condition.hpp"
 #include "diffusion/tensor/parallel.hpp"
+#include "diffusion/tensor/random.hpp"
 
 namespace diffusion {
 
@@ -28,34 +29,31 @@ class ShardedStep {
 
   std::size_t shards() const { return shards_; }
 
-  /// The loss of the batch x0 (its rows divisible by the shard count), with the parameters'
-  /// gradients of it left in their grads (replacing what was there). `loss(x0, labels, rng)`
-  /// returns the scalar loss of a batch or shard. Sharded, the step draws one number from rng
-  /// and each shard draws from its own stream split from it.
+  /// The loss of the batch x0 (its rows divisible by the shard count) with its condition,
+  /// with the parameters' gradients of it left in their grads (replacing what was there).
+  /// `loss(x0, condition, rng, shard)` returns the scalar loss of shard `shard` (0 unsharded).
+  /// Sharded, the step draws one number from rng and each shard draws from its own stream
+  /// split from it.
   template <class LossFn>
-  double run(const Tensor& x0, const std::vector<int>* labels, Rng& rng, const LossFn& loss) {
+  double run(const Tensor& x0, const Condition& c, Rng& rng, const LossFn& loss) {
     for (Var& p : params_) p.zero_grad();
     if (shards_ == 1) {
-      const Var l = loss(x0, labels, rng);
+      const Var l = loss(x0, c, rng, std::size_t{0});
       l.backward();
       return l.item();
     }
-    split(x0, labels);
+    split(x0, c);
     const Rng base(rng.next_u64());
     parallel_for(shards_, [&](std::size_t s) {
       Rng shard_rng = base.split(std::uint64_t{s});
       GradSink::Scope scope(sinks_[s]);
-      backward(s, loss(x0_[s], labels ? &labels_[s] : nullptr, shard_rng));
+      backward(s, loss(x0_[s], conditions_[s], shard_rng, s));
     });
     return reduce();
   }
 
-  /// The same with a Loss component on a Network.
-  double run(Network& net, const Sde& sde, const Loss& loss, const Tensor& x0,
-             const std::vector<int>* labels, Rng& rng);
-
  private:
-  void split(const Tensor& x0, const std::vector<int>* labels);
+  void split(const Tensor& x0, const Condition& c);
   void backward(std::size_t shard, const Var& loss);  // in the shard's sink scope
   double reduce();  // the shards' gradients into the parameters; the mean loss
 
@@ -64,7 +62,7 @@ class ShardedStep {
   std::vector<GradSink> sinks_;
   // Per shard, reused across steps.
   std::vector<Tensor> x0_;
-  std::vector<std::vector<int>> labels_;
+  std::vector<Condition> conditions_;
   std::vector<double> losses_;
 };
 

@@ -1,4 +1,4 @@
-#include "diffusion/autodiff/data_parallel.hpp"
+#include "diffusion/run/data_parallel.hpp"
 
 #include <algorithm>
 #include <string>
@@ -10,18 +10,11 @@ ShardedStep::ShardedStep(std::vector<Var> params, std::size_t shards)
   if (shards_ < 1) throw Error("ShardedStep: expected at least one shard");
   if (shards_ > 1) sinks_.assign(shards_, GradSink(params_));
   x0_.resize(shards_);
-  labels_.resize(shards_);
+  conditions_.resize(shards_);
   losses_.resize(shards_);
 }
 
-double ShardedStep::run(Network& net, const Sde& sde, const Loss& loss, const Tensor& x0,
-                        const std::vector<int>* labels, Rng& rng) {
-  return run(x0, labels, rng, [&](const Tensor& x, const std::vector<int>* l, Rng& r) {
-    return loss.loss(net, sde, x, r, l);
-  });
-}
-
-void ShardedStep::split(const Tensor& x0, const std::vector<int>* labels) {
+void ShardedStep::split(const Tensor& x0, const Condition& c) {
   const Shape shape = shape_of(x0);
   const std::size_t n = shape.empty() ? 0 : shape[0];
   if (n % shards_ != 0)
@@ -33,7 +26,7 @@ void ShardedStep::split(const Tensor& x0, const std::vector<int>* labels) {
   for (std::size_t s = 0; s < shards_; ++s) {
     x0_[s] = Tensor::from_shape(shard_shape);
     std::copy(x0.data() + s * rows * per, x0.data() + (s + 1) * rows * per, x0_[s].data());
-    if (labels) labels_[s].assign(labels->begin() + s * rows, labels->begin() + (s + 1) * rows);
+    conditions_[s] = c.empty() ? Condition() : c.slice(s * rows, (s + 1) * rows);
   }
 }
 

@@ -1,0 +1,30 @@
+#pragma once
+// The codec: what turns data into the space the model works in, and samples back. Normalisation
+// (per coordinate for points, per channel for images, or one scalar), or later a trained
+// autoencoder (latent diffusion). The run fits it once, encodes each batch of data as it is
+// drawn, and decodes samples (and trajectories) before they are written or measured.
+#include <H5Cpp.h>
+
+#include "diffusion/model/dataset.hpp"
+#include "diffusion/tensor/random.hpp"
+#include "diffusion/tensor/tensor.hpp"
+
+namespace diffusion {
+
+class Codec {
+ public:
+  virtual ~Codec() = default;
+  /// Fit to the data set (statistics from its own stream); called once, before training.
+  virtual void fit(const Dataset& data, Rng rng) = 0;
+  /// Shape of one encoded sample, given one data sample's shape.
+  virtual Shape encoded_shape(const Shape& data_shape) const { return data_shape; }
+  /// A batch (N, data shape...) into the model's space, and back.
+  virtual Tensor encode(const Tensor& x) const = 0;
+  virtual Tensor decode(const Tensor& z) const = 0;
+  /// Write what fit() learnt into g (the results file's /data), and read it back (`init:`):
+  /// load() checks shapes against the data set and fails naming what differs.
+  virtual void save(const H5::Group& g) const = 0;
+  virtual void load(const H5::Group& g, const Shape& data_shape) = 0;
+};
+
+}  // namespace diffusion

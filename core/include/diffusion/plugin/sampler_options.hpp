@@ -1,0 +1,32 @@
+#pragma once
+// Options every sampler reads the same way, for sampler factories.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "diffusion/components.hpp"
+#include "diffusion/io/config.hpp"
+
+namespace diffusion {
+
+/// A sampler's time grid and step count.
+struct GridOption {
+  std::shared_ptr<const TimeGrid> grid;
+  std::size_t steps = 0;  ///< 0: every step of a discrete path (resolve_steps)
+};
+
+/// From a sampler's node: `timesteps: [t_1, ..., t_S]` lists the times (the `list` grid;
+/// `steps`, if also given, must be S; `spacing` may not be), or `spacing:` names any registered
+/// time grid (default linear) and `steps` (default `default_steps`; 0 allowed only when
+/// default_steps is 0) how many times it gives.
+GridOption read_time_grid(const ConfigNode& node, std::int64_t default_steps, const BuildContext& ctx);
+
+/// `steps`, or every step of a discrete path when it is 0; Error naming the sampler for a
+/// continuous path.
+std::size_t resolve_steps(std::size_t steps, const Path& path, const char* sampler);
+
+/// `prior: iid | rqmc` (default iid); rqmc is refused for samples of more than
+/// kMaxRqmcDimension values.
+PriorDraw read_prior_draw(const ConfigNode& node, const BuildContext& ctx);
+
+}  // namespace diffusion

@@ -1,0 +1,51 @@
+#pragma once
+// The training loop's step, as runexp runs it and the benchmark times it: one update of the
+// model from a fresh batch.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "diffusion/run/checkpoint.hpp"
+#include "diffusion/run/data_parallel.hpp"
+#include "diffusion/run/experiment.hpp"
+#include "diffusion/run/loss_log.hpp"
+
+namespace diffusion {
+
+class TrainLoop {
+ public:
+  /// Streams `data` and `train` split from the run's master stream; the EMA (train.ema > 0)
+  /// starts as the `ema` slot holds it.
+  TrainLoop(Experiment& ex, const Rng& master);
+
+  /// Continue from a checkpoint: streams, weights, optimiser, EMA, changed named models, log.
+  void restore(const std::string& checkpoint_path);
+
+  /// One update: the learning rate of this step, a batch drawn and encoded, the loss and its
+  /// gradients (sharded), clipping, the optimiser, the EMA, the loss's after_step and the log.
+  /// Returns the batch's loss; Error (and no update) when it is not finite.
+  double step();
+
+  std::int64_t steps_done() const { return step_; }
+  const LossLog& log() const { return log_; }
+
+  /// Write a checkpoint of the state after steps_done() updates into dir, keeping the newest
+  /// `keep`; Error instead when a weight is not finite. Returns the file written.
+  std::string checkpoint(const std::string& dir, int keep) const;
+
+ private:
+  Experiment& ex_;
+  Rng data_rng_, train_rng_;
+  std::unique_ptr<EMA> ema_;
+  std::vector<Var> params_;
+  ShardedStep sharded_;
+  LossLog log_;
+  TrainContext ctx_;
+  bool conditional_;
+  std::int64_t step_ = 0;
+  // Each shard's per-sample losses and times of the current step.
+  std::vector<Tensor> shard_losses_, shard_times_;
+};
+
+}  // namespace diffusion

@@ -1,0 +1,127 @@
+// The core's codecs: `standardize` (per coordinate, per channel or one scalar) and `identity`,
+// registered when the registries are first used.
+#include <algorithm>
+#include <cmath>
+
+#include "diffusion/io/config.hpp"
+#include "diffusion/io/hdf5_io.hpp"
+#include "diffusion/model/codec.hpp"
+#include "diffusion/plugin/registries.hpp"
+
+namespace diffusion {
+namespace {
+
+/// x -> (x - mean) / std, with one (mean, std) per group of values. A group is a coordinate of
+/// a sample (`coordinate`: each of the D values of a point, each pixel of an image), a channel
+/// of an image (N, C, ...) (`channel`), or everything (`all`). Statistics come from `samples`
+/// draws of the data set, in double; the map itself runs in float.
+class StandardizeCodec : public Codec {
+ public:
+  enum class Per { coordinate, channel, all };
+  StandardizeCodec(Per per, std::size_t samples) : per_(per), samples_(samples) {}
+
+  void fit(const Dataset& data, Rng rng) override {
+    const Shape shape = data.sample_shape();
+    if (per_ == Per::channel && shape.size() < 2)
+      throw Error("codec standardize: per channel needs samples with channels (C, H, W); these have shape " +
+                  shape_str(shape));
+    const Tensor x = data.sample(samples_, rng);
+    const std::size_t d = numel(shape), groups = group_count(shape);
+    std::vector<double> s(groups, 0.0), s2(groups, 0.0), count(groups, 0.0);
+    for (std::size_t i = 0; i < samples_; ++i)
+      for (std::size_t j = 0; j < d; ++j) s[group(j, shape)] += x.data()[i * d + j], count[group(j, shape)] += 1;
+    std::vector<double> m(groups);
+    for (std::size_t g = 0; g < groups; ++g) m[g] = s[g] / count[g];
+    for (std::size_t i = 0; i < samples_; ++i)
+      for (std::size_t j = 0; j < d; ++j) s2[group(j, shape)] += std::pow(x.data()[i * d + j] - m[group(j, shape)], 2);
+    mean_ = Tensor::from_shape(stat_shape(shape));
+    std_ = Tensor::from_shape(stat_shape(shape));
+    for (std::size_t g = 0; g < groups; ++g) {
+      mean_.data()[g] = float(m[g]);
+      std_.data()[g] = float(std::max(std::sqrt(s2[g] / count[g]), 1e-8));
+    }
+  }
+
+  Tensor encode(const Tensor& x) const override { return apply(x, false); }
+  Tensor decode(const Tensor& z) const override { return apply(z, true); }
+
+  void save(const H5::Group& g) const override {
+    write_attribute(g, "codec", std::string("standardize"));
+    write_attribute(g, "per", std::string(per_name()));
+    write_tensor(g, "mean", mean_);
+    write_tensor(g, "std", std_);
+  }
+
+  void load(const H5::Group& g, const Shape& data_shape) override {
+    const Shape s = stat_shape(data_shape);
+    if (has_attribute(g, "per") && read_string_attribute(g, "per") != per_name())
+      throw Error(h5_location(g, "") + ": the data were standardised per " + read_string_attribute(g, "per") +
+                  ", this experiment's codec standardises per " + per_name());
+    mean_ = read_tensor(g, "mean", s);
+    std_ = read_tensor(g, "std", s);
+  }
+
+ private:
+  const char* per_name() const { return per_ == Per::coordinate ? "coordinate" : per_ == Per::channel ? "channel" : "all"; }
+  std::size_t group_count(const Shape& shape) const {
+    return per_ == Per::coordinate ? numel(shape) : per_ == Per::channel ? shape[0] : 1;
+  }
+  /// The group of value j of a sample.
+  std::size_t group(std::size_t j, const Shape& shape) const {
+    return per_ == Per::coordinate ? j : per_ == Per::channel ? j / (numel(shape) / shape[0]) : 0;
+  }
+  Shape stat_shape(const Shape& shape) const {
+    return per_ == Per::coordinate ? shape : per_ == Per::channel ? Shape{shape[0]} : Shape{1};
+  }
+
+  Tensor apply(const Tensor& x, bool inverse) const {
+    if (mean_.size() == 0) throw Error("codec standardize: used before fit() or load()");
+    const std::size_t n = x.dimension() ? x.shape()[0] : 0, d = n ? x.size() / n : 0;
+    Shape sample(x.shape().begin() + (n ? 1 : 0), x.shape().end());
+    if (numel(stat_shape(sample)) != mean_.size())
+      throw Error("codec standardize: a batch of shape " + shape_str(x) + " does not match statistics of shape " +
+                  shape_str(mean_));
+    Tensor out = Tensor::from_shape(shape_of(x));
+    const float* p = x.data();
+    float* o = out.data();
+    const float* mu = mean_.data();
+    const float* sd = std_.data();
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < d; ++j) {
+        const std::size_t g = group(j, sample);
+        const float v = p[i * d + j];
+        o[i * d + j] = inverse ? v * sd[g] + mu[g] : (v - mu[g]) / sd[g];
+      }
+    return out;
+  }
+
+  Per per_;
+  std::size_t samples_;
+  Tensor mean_, std_;
+};
+
+/// The data as they are.
+class IdentityCodec : public Codec {
+ public:
+  void fit(const Dataset&, Rng) override {}
+  Tensor encode(const Tensor& x) const override { return x; }
+  Tensor decode(const Tensor& z) const override { return z; }
+  void save(const H5::Group& g) const override { write_attribute(g, "codec", std::string("identity")); }
+  void load(const H5::Group&, const Shape&) override {}
+};
+
+}  // namespace
+
+void register_core_codecs(Registries& regs) {
+  regs.codecs.add("standardize", [](const ConfigNode& c, const BuildContext&) {
+    const std::string per = c.get_choice("per", "coordinate", {"coordinate", "channel", "all"});
+    const auto samples = static_cast<std::size_t>(c.get_int("samples", 20000, 2, 100000000));
+    return std::make_shared<StandardizeCodec>(per == "coordinate" ? StandardizeCodec::Per::coordinate
+                                              : per == "channel"  ? StandardizeCodec::Per::channel
+                                                                  : StandardizeCodec::Per::all,
+                                              samples);
+  });
+  regs.codecs.add("identity", [](const ConfigNode&, const BuildContext&) { return std::make_shared<IdentityCodec>(); });
+}
+
+}  // namespace diffusion

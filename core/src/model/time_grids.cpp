@@ -1,0 +1,163 @@
+// The core's time grids (time_grid.hpp lists them), registered when the registries are first used.
+#include <cmath>
+#include <numeric>
+
+#include "diffusion/io/config.hpp"
+#include "diffusion/io/text.hpp"
+#include "diffusion/model/time_grid.hpp"
+#include "diffusion/plugin/registries.hpp"
+
+namespace diffusion {
+namespace {
+
+/// u_i = i / (steps - 1) in [0, 1] (0 for a single step).
+double fraction(std::size_t i, std::size_t steps) { return steps == 1 ? 0.0 : double(i) / double(steps - 1); }
+
+/// Evenly spaced in t; on a discrete path floor(linspace(t_max, t_min, steps)) (DDIM's uniform skip).
+class LinearGrid : public TimeGrid {
+  std::vector<double> make(const Path& p, std::size_t steps) const override {
+    std::vector<double> g(steps);
+    const double span = p.t_max() - p.t_min();
+    for (std::size_t i = 0; i < steps; ++i) {
+      const double u = fraction(i, steps);
+      g[i] = p.num_steps() ? p.t_min() + std::floor(span * (1.0 - u)) : p.t_max() - u * span;
+    }
+    return g;
+  }
+};
+
+/// Dense near the data: t_min + (t_max - t_min)(1 - u)^2, rounded on a discrete path.
+class QuadraticGrid : public TimeGrid {
+  std::vector<double> make(const Path& p, std::size_t steps) const override {
+    std::vector<double> g(steps);
+    const double span = p.t_max() - p.t_min();
+    for (std::size_t i = 0; i < steps; ++i) {
+      const double u = 1.0 - fraction(i, steps);
+      g[i] = p.num_steps() ? p.t_min() + std::round(span * u * u) : p.t_min() + span * u * u;
+    }
+    return g;
+  }
+};
+
+double whole_if_discrete(const Path& p, double t) { return p.num_steps() ? std::round(t) : t; }
+
+/// Evenly spaced in log SNR between the path's ends.
+class LogSnrGrid : public TimeGrid {
+  std::vector<double> make(const Path& p, std::size_t steps) const override {
+    const double hi = p.log_snr(p.t_max()), lo = p.log_snr(p.t_min());
+    if (!std::isfinite(hi) || !std::isfinite(lo))
+      throw Error("log_snr grid: the path's log SNR is not finite at its ends (" + format_number(hi) + ", " +
+                  format_number(lo) + ")");
+    std::vector<double> g(steps);
+    for (std::size_t i = 0; i < steps; ++i)
+      g[i] = whole_if_discrete(p, p.time_at_log_snr(hi + fraction(i, steps) * (lo - hi)));
+    return g;
+  }
+};
+
+/// Karras et al. 2022, eq. 5, in the noise-to-signal ratio s = sigma / alpha (EDM's sigma).
+class KarrasGrid : public TimeGrid {
+ public:
+  KarrasGrid(double rho, double s_min, double s_max) : rho_(rho), s_min_(s_min), s_max_(s_max) {}
+
+ private:
+  std::vector<double> make(const Path& p, std::size_t steps) const override {
+    const auto ratio = [&](double t) { return p.sigma(t) / p.alpha(t); };
+    const double s_max = s_max_ > 0 ? s_max_ : ratio(p.t_max()), s_min = s_min_ > 0 ? s_min_ : ratio(p.t_min());
+    if (!std::isfinite(s_max) || !(s_min > 0))
+      throw Error("karras grid: the path's sigma / alpha is " + format_number(s_min) + " at t_min and " +
+                  format_number(s_max) + " at t_max; set sigma_min and sigma_max");
+    const double a = std::pow(s_max, 1.0 / rho_), b = std::pow(s_min, 1.0 / rho_);
+    std::vector<double> g(steps);
+    for (std::size_t i = 0; i < steps; ++i) {
+      const double s = std::pow(a + fraction(i, steps) * (b - a), rho_);
+      g[i] = whole_if_discrete(p, p.time_at_log_snr(-2.0 * std::log(s)));
+    }
+    return g;
+  }
+  double rho_, s_min_, s_max_;
+};
+
+/// u_i through the piecewise-linear map that sends the cumulative shares (0 = u_0 < ... < u_K = 1)
+/// to the times.
+class PiecewiseGrid : public TimeGrid {
+ public:
+  PiecewiseGrid(std::vector<double> times, std::vector<double> shares)
+      : times_(std::move(times)), shares_(std::move(shares)) {}
+
+ private:
+  std::vector<double> make(const Path& p, std::size_t steps) const override {
+    std::vector<double> u(times_.size(), 0.0);
+    const double total = std::accumulate(shares_.begin(), shares_.end(), 0.0);
+    for (std::size_t k = 0; k + 1 < times_.size(); ++k) u[k + 1] = u[k] + shares_[k];
+    for (double& v : u) v /= total;
+    u.back() = 1.0;
+    std::vector<double> g(steps);
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < steps; ++i) {
+      const double ui = fraction(i, steps);
+      while (k + 2 < times_.size() && ui > u[k + 1]) ++k;
+      g[i] = whole_if_discrete(p, times_[k] + (ui - u[k]) / (u[k + 1] - u[k]) * (times_[k + 1] - times_[k]));
+    }
+    return g;
+  }
+  std::vector<double> times_, shares_;
+};
+
+/// The times as listed.
+class ListGrid : public TimeGrid {
+ public:
+  explicit ListGrid(std::vector<double> times) : times_(std::move(times)) {}
+  std::size_t fixed_steps() const override { return times_.size(); }
+
+ private:
+  std::vector<double> make(const Path&, std::size_t) const override { return times_; }
+  std::vector<double> times_;
+};
+
+/// A list of strictly decreasing times under `key`, at least `min_size` of them.
+std::vector<double> decreasing_times(const ConfigNode& c, const std::string& key, std::size_t min_size) {
+  const std::vector<double> t = c.get_double_list(key);
+  if (t.size() < min_size)
+    c.at(key).error("expected at least " + std::to_string(min_size) + " strictly decreasing times");
+  for (std::size_t i = 1; i < t.size(); ++i)
+    if (!(t[i] < t[i - 1]))
+      c.at(key).error("expected strictly decreasing times; entry " + std::to_string(i + 1) + " (" +
+                      format_number(t[i]) + ") follows " + format_number(t[i - 1]));
+  return t;
+}
+
+}  // namespace
+
+std::shared_ptr<TimeGrid> make_list_grid(std::vector<double> times) {
+  return std::make_shared<ListGrid>(std::move(times));
+}
+
+void register_core_time_grids(Registries& regs) {
+  regs.time_grids.add("linear", [](const ConfigNode&, const BuildContext&) { return std::make_shared<LinearGrid>(); });
+  regs.time_grids.add("quadratic",
+                      [](const ConfigNode&, const BuildContext&) { return std::make_shared<QuadraticGrid>(); });
+  regs.time_grids.add("log_snr", [](const ConfigNode&, const BuildContext&) { return std::make_shared<LogSnrGrid>(); });
+  regs.time_grids.add("karras", [](const ConfigNode& c, const BuildContext&) {
+    const double rho = c.get_double("rho", 7.0, Interval::greater_than(0));
+    const double s_min = c.get_double("sigma_min", 0.0, Interval::at_least(0));
+    const double s_max = c.get_double("sigma_max", 0.0, Interval::at_least(0));
+    if (s_min > 0 && s_max > 0 && !(s_min < s_max)) c.at("sigma_min").error("expected sigma_min < sigma_max");
+    return std::make_shared<KarrasGrid>(rho, s_min, s_max);
+  });
+  regs.time_grids.add("piecewise", [](const ConfigNode& c, const BuildContext&) {
+    std::vector<double> times = decreasing_times(c, "times", 2);
+    std::vector<double> shares = c.get_double_list("shares");
+    if (shares.size() != times.size() - 1)
+      c.at("shares").error("expected one share per interval between the times (" + std::to_string(times.size() - 1) +
+                           "), got " + std::to_string(shares.size()));
+    for (const double w : shares)
+      if (!(w > 0.0)) c.at("shares").error("expected positive shares, got " + format_number(w));
+    return std::make_shared<PiecewiseGrid>(std::move(times), std::move(shares));
+  });
+  regs.time_grids.add("list", [](const ConfigNode& c, const BuildContext&) {
+    return make_list_grid(decreasing_times(c, "times", 1));
+  });
+}
+
+}  // namespace diffusion

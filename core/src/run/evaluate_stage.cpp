@@ -1,0 +1,96 @@
+// Stage 4: evaluation. Every metric of every sampler against the reference (its mean and spread
+// over the sampler's repeats), and the metric floor: the same metrics for fresh independent
+// draws of the data, what a perfect sampler scores, to read the others by.
+#include <chrono>
+#include <cmath>
+
+#include "diffusion/io/hdf5_io.hpp"
+#include "diffusion/run/stages.hpp"
+
+namespace diffusion {
+namespace {
+
+Tensor first_rows(const Tensor& t, std::size_t n) {
+  Shape s = shape_of(t);
+  if (s[0] == n) return t;
+  const std::size_t per = t.size() / s[0];
+  s[0] = n;
+  Tensor r = Tensor::from_shape(s);
+  std::copy(t.data(), t.data() + n * per, r.data());
+  return r;
+}
+
+double mean_of(const std::vector<double>& values) {
+  double mean = 0;
+  for (const double v : values) mean += v / double(values.size());
+  return mean;
+}
+
+/// /metrics/<group>/<metric>: the mean of the values, with attributes std (the sample standard
+/// deviation; 0 for one value), values and count. Returns the mean.
+double write_metric(const H5::Group& root, const std::string& group, const std::string& metric,
+                    const std::vector<double>& values) {
+  const double mean = mean_of(values);
+  double var = 0;
+  for (const double v : values) var += (v - mean) * (v - mean);
+  const double std = values.size() > 1 ? std::sqrt(var / double(values.size() - 1)) : 0.0;
+  const H5::Group g = h5_require_group(root, "metrics/" + group);
+  write_tensor(g, metric, scalar(float(mean)));
+  H5::DataSet ds = g.openDataSet(metric);
+  write_attribute(ds, "std", std);
+  write_attribute(ds, "values", values);
+  write_attribute(ds, "count", static_cast<std::int64_t>(values.size()));
+  return mean;
+}
+
+/// The stream of a metric on repeat r (repeat 0's is the stream without repeats).
+Rng metric_stream(const Rng& master, const std::string& sampler, const std::string& metric, std::size_t r) {
+  const std::string name = "metric:" + sampler + ":" + metric;
+  return master.split(r == 0 ? name : name + ":" + std::to_string(r));
+}
+
+}  // namespace
+
+void evaluate_samples(RunContext& run) {
+  const Experiment& ex = run.ex;
+  const auto t0 = std::chrono::steady_clock::now();
+  const H5::Group root = run.root();
+  std::size_t floor_n = 0;
+  for (const SamplerSpec& s : ex.samplers) {
+    const std::size_t n = std::min(s.n, ex.evaluation.reference_n);
+    floor_n = std::max(floor_n, n);
+    const Tensor ref = first_rows(run.reference, n);
+    for (const MetricSpec& m : ex.metrics) {
+      std::vector<double> values;
+      for (std::size_t r = 0; r < run.samples[s.name].size(); ++r) {
+        if (run.stop_requested()) throw RunInterrupted{};
+        Rng rng = metric_stream(run.master, s.name, m.name, r);
+        values.push_back(m.metric->compute(run.samples[s.name][r], ref, rng));
+      }
+      run.result.metrics[s.name][m.name] = write_metric(root, s.name, m.name, values);
+    }
+  }
+  // The floor, at the comparison size of the largest sampler (or the whole reference).
+  if (floor_n == 0) floor_n = ex.evaluation.reference_n;
+  if (floor_n > 0 && !ex.metrics.empty()) {
+    const Tensor ref = first_rows(run.reference, floor_n);
+    std::vector<Tensor> draws;
+    for (std::size_t d = 0; d < ex.evaluation.floor_draws; ++d) {
+      Rng rng = run.master.split("floor:" + std::to_string(d));
+      draws.push_back(ex.dataset->sample_independent(floor_n, rng));
+    }
+    for (const MetricSpec& m : ex.metrics) {
+      std::vector<double> values;
+      for (std::size_t d = 0; d < draws.size(); ++d) {
+        if (run.stop_requested()) throw RunInterrupted{};
+        Rng rng = run.master.split("metric:data:" + m.name + ":" + std::to_string(d));
+        values.push_back(m.metric->compute(draws[d], ref, rng));
+      }
+      run.result.floor[m.name] = write_metric(root, "data", m.name, values);
+    }
+    write_attribute(h5_open_group(root, "metrics/data"), "n", static_cast<std::int64_t>(floor_n));
+  }
+  run.result.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace diffusion
