@@ -6,7 +6,9 @@
 Writes into DIR (default: <results file without .h5>_plots next to it):
   samples.png               samples vs reference, one panel per sampler
   loss.png                  the training loss curve (log y)
-  metrics.png               one bar chart per metric, one bar per sampler
+  loss_by_t.png             the last logged window's loss per bin of training time (log y)
+  metrics.png               one bar chart per metric, one bar per sampler (error bars: std over
+                            the sampler's repeats), with the floor (fresh data) as a band
   trajectory_<sampler>.gif  the denoising trajectory, for each sampler that kept one
 and prints the files written. Needs Debian's python3-h5py, python3-numpy, python3-matplotlib
 and python3-pil (the GIF writer).
@@ -32,6 +34,7 @@ from diffusion_results import ResultsError, Run, load  # noqa: E402
 
 REF_COLOR = "0.7"
 SAMPLE_COLOR = "tab:blue"
+FLOOR_COLOR = "0.35"
 
 
 def _safe(name: str) -> str:
@@ -162,7 +165,44 @@ def plot_loss(run: Run, out: str) -> str:
     return path
 
 
+def plot_loss_by_t(run: Run, out: str, context: int = 4) -> str:
+    """Where in time the model is still bad: the last window's loss per bin of training time,
+    over a few earlier windows (fainter) to show how it got there."""
+    lbt = np.asarray(run.loss_by_t, dtype=float)
+    rows, bins = lbt.shape
+    edges = run.loss_by_t_edges
+    if edges is None or len(edges) != bins + 1:
+        edges = np.arange(bins + 1, dtype=float)  # no usable edges: bin numbers
+    centres = 0.5 * (np.asarray(edges[:-1], dtype=float) + np.asarray(edges[1:], dtype=float))
+    step = np.asarray(run.train_step)
+
+    def label(i: int) -> str:
+        return f"step {int(step[i])}" if len(step) == rows else f"window {i + 1}"
+    lbt = np.where(lbt > 0, lbt, np.nan)  # log y: NaN (no sample) and <= 0 leave gaps
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    earlier = sorted({int(i) for i in np.linspace(0, rows - 1, context + 1)[:-1]} - {rows - 1})
+    shades = plt.get_cmap("Blues")(np.linspace(0.3, 0.6, max(len(earlier), 1)))
+    for c, i in zip(shades, earlier):
+        ax.plot(centres, lbt[i], color=c, lw=0.9, alpha=0.7, label=label(i))
+    ax.plot(centres, lbt[-1], color="tab:blue", lw=2.0, marker="o", ms=3,
+            label=label(rows - 1) + " (last)")
+    ax.set_yscale("log")
+    ax.set_xlabel("time t of the path (bin centres)")
+    ax.set_ylabel("mean loss in the bin")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(f"{run.name}: training loss by time ({bins} bins)", fontsize=11)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out, "loss_by_t.png")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def plot_metrics(run: Run, out: str) -> str:
+    """One bar per sampler, with its spread over repeats, against the floor: what fresh draws of
+    the data score, so a bar is read as a distance from the best possible."""
     samplers = list(run.metrics)
     metrics = sorted({m for d in run.metrics.values() for m in d})
     n = len(metrics)
@@ -171,10 +211,35 @@ def plot_metrics(run: Run, out: str) -> str:
     width = max(2.6, 0.6 * len(samplers) + 1.2)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.2 * rows), squeeze=False)
     colors = plt.get_cmap("tab10")(np.arange(len(samplers)) % 10)
+    floor_drawn = any_err = False
     for ax, m in zip(axes.flat, metrics):
+        mv = [run.metric_values.get(s, {}).get(m) for s in samplers]
         vals = [run.metrics[s].get(m, np.nan) for s in samplers]
-        bars = ax.bar(range(len(samplers)), vals, color=colors)
-        ax.bar_label(bars, labels=[f"{v:.3g}" for v in vals], fontsize=7)
+        # NaN: no error bar (and no cap) for a sampler run once
+        errs = [v.std if v is not None and v.count > 1 else np.nan for v in mv]
+        repeated = any(np.isfinite(errs))
+        any_err |= repeated
+        bars = ax.bar(range(len(samplers)), vals, color=colors,
+                      yerr=errs if repeated else None, capsize=4 if repeated else 0,
+                      error_kw={"elinewidth": 1.0, "ecolor": "0.2"})
+        texts = ax.bar_label(bars, labels=[f"{v:.3g}" for v in vals], fontsize=7, padding=2)
+        if repeated:  # bar_label sits on the bar's end: move each label past its error bar
+            for text, v, e in zip(texts, vals, errs):
+                if np.isfinite(v) and np.isfinite(e):
+                    x, _ = text.xy
+                    text.xy = (x, v + e if v >= 0 else v - e)
+        f = run.floor.get(m)
+        low = [v - (e if np.isfinite(e) else 0.0) for v, e in zip(vals, errs)]
+        if f is not None and np.isfinite(f.mean):
+            sd = f.std if np.isfinite(f.std) else 0.0
+            # the band behind the bars, the line over them: visible whatever the bars' heights
+            band = ax.axhspan(f.mean - sd, f.mean + sd, color=FLOOR_COLOR, alpha=0.2, lw=0,
+                              zorder=0)
+            line = ax.axhline(f.mean, color=FLOOR_COLOR, lw=1.2, ls="--", zorder=3)
+            floor_drawn = True
+            low.append(f.mean - sd)
+        if any(np.isfinite(v) and v < 0 for v in low):  # e.g. unbiased MMD: show where 0 is
+            ax.axhline(0.0, color="0.2", lw=0.6)
         ax.set_xticks(range(len(samplers)))
         ax.set_xticklabels(samplers, rotation=30 if len(samplers) > 3 else 0, fontsize=8)
         ax.set_title(m, fontsize=10)
@@ -182,8 +247,16 @@ def plot_metrics(run: Run, out: str) -> str:
         ax.margins(y=0.15)
     for ax in list(axes.flat)[n:]:
         ax.set_axis_off()
-    fig.suptitle(f"{run.name}: metrics (lower is better)", fontsize=11)
-    fig.tight_layout()
+    note = ["error bars: std over repeats"] if any_err else []
+    if floor_drawn:
+        floor = next(iter(run.floor.values()))
+        note.append(f"band: floor mean +- std over {floor.count} fresh draws")
+    fig.suptitle(f"{run.name}: metrics (lower is better)"
+                 + ("\n" + "; ".join(note) if note else ""), fontsize=11 if not note else 10)
+    if floor_drawn:
+        fig.legend([(band, line)], ["floor (fresh data)"], loc="lower center", fontsize=8,
+                   frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.06 if floor_drawn else 0, 1, 1))
     path = os.path.join(out, "metrics.png")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -243,6 +316,8 @@ def plot_all(run: Run, out: str) -> list:
         written.append(plot_loss(run, out))
     else:
         print(f"note: {run.path}: no /train/loss; skipping loss.png", file=sys.stderr)
+    if run.loss_by_t is not None and run.loss_by_t.ndim == 2 and run.loss_by_t.size:
+        written.append(plot_loss_by_t(run, out))
     if any(run.metrics.values()):
         written.append(plot_metrics(run, out))
     else:

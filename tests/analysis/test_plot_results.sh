@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of the Python analysis tools (tools/analysis/diffusion_results.py and
-# tools/plot_results.py): make a small two-sampler results file with runexp, load it, plot it,
-# check the PNGs and the GIF, and check that a truncated copy fails with a clear error.
+# tools/plot_results.py): make a small two-sampler results file with runexp (one sampler
+# repeated, so its metrics have a spread), load it, plot it, check the PNGs and the GIF, and
+# check that a truncated copy fails with a clear error.
 #
 #   bash tests/analysis/test_plot_results.sh RUNEXP [SOURCE_DIR]
 #
@@ -24,7 +25,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/test_plot_results.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# A tiny experiment: two samplers, one with a trajectory, one without.
+# A tiny experiment: two samplers, one with a trajectory, one without but repeated twice.
 cat > "$work/tiny.yaml" <<'EOF'
 name: tiny_analysis
 seed: 3
@@ -37,7 +38,7 @@ train:   {steps: 200, batch_size: 64, optimizer: {type: adam, lr: 2.0e-3}, ema: 
           log_every: 10}
 samplers:
   - {type: ddim, steps: 10, eta: 0.0, n: 200, trajectory: 5}
-  - {type: ancestral, name: anc, n: 200}
+  - {type: ancestral, name: anc, n: 200, repeats: 2}
 metrics: [w2, mmd]
 EOF
 "$runexp" "$work/tiny.yaml" --out "$work/run.h5" > "$work/runexp.log" 2>&1 \
@@ -48,7 +49,7 @@ EOF
 PYTHONPATH="$src/tools/analysis" "$py" - "$work/run.h5" <<'EOF' || fail "loader checks"
 import sys
 import numpy as np
-from diffusion_results import load, Run, Sampling
+from diffusion_results import load, Run, Sampling, MetricValue
 r = load(sys.argv[1])
 assert isinstance(r, Run)
 assert r.name == "tiny_analysis" and r.status == "complete" and r.seed == 3, (r.name, r.status, r.seed)
@@ -66,19 +67,52 @@ assert isinstance(d, Sampling) and d.x.shape == (200, 2) and d.type == "ddim" an
 assert d.trajectory is not None and d.trajectory.shape == (5, 200, 2), d.trajectory.shape
 assert d.trajectory_times is not None and len(d.trajectory_times) == 5
 assert r.samples["anc"].trajectory is None and r.samples["anc"].type == "ancestral"
-assert set(r.metrics) == {"ddim", "anc"} and set(r.metrics["ddim"]) == {"w2", "mmd"}
+assert r.samples["anc"].repeats == 2 and d.repeats == 1, (r.samples["anc"].repeats, d.repeats)
+for s in r.samples.values():  # the built-in samplers report nothing else and use one model
+    assert s.extras == {} and s.nfe_by_model == {}, (s.type, s.extras.keys(), s.nfe_by_model)
+# The metrics: the samplers' means, without the floor ("data").
+assert set(r.metrics) == {"ddim", "anc"} and set(r.metrics["ddim"]) == {"w2", "mmd"}, r.metrics
 assert all(isinstance(v, float) for m in r.metrics.values() for v in m.values())
+assert set(r.metric_values) == set(r.metrics), r.metric_values.keys()
+for m in ("w2", "mmd"):
+    v = r.metric_values["anc"][m]
+    assert isinstance(v, MetricValue) and v.count == 2 and len(v.values) == 2, v
+    assert np.isfinite(v.std) and v.std >= 0, v
+    assert np.isclose(v.mean, np.mean(v.values), rtol=1e-5, atol=1e-6), v
+    assert v.mean == r.metrics["anc"][m], (v.mean, r.metrics["anc"][m])
+    one = r.metric_values["ddim"][m]
+    assert one.count == 1 and one.std == 0 and len(one.values) == 1, one
+# The floor: fresh data against the same reference, 5 draws by default.
+assert set(r.floor) == {"w2", "mmd"}, r.floor.keys()
+for m, v in r.floor.items():
+    assert v.count == 5 and len(v.values) == 5, (m, v)
+    assert np.isfinite(v.mean) and np.isfinite(v.std) and v.std >= 0, (m, v)
+# The loss by time: one row per logged window, one column per bin.
+lbt, edges = r.loss_by_t, r.loss_by_t_edges
+assert lbt is not None and edges is not None and lbt.ndim == 2 and edges.ndim == 1
+assert lbt.shape == (len(r.train_step), len(edges) - 1), (lbt.shape, r.train_step.shape, edges.shape)
+assert np.isfinite(lbt).any() and np.all(np.diff(edges) > 0), edges
+assert r.codec == "standardize", r.codec
+assert r.models == {}, r.models.keys()
 assert r.reference is not None and r.reference.shape[1] == 2
 assert r.model and r.ema and set(r.model) == set(r.ema)
 assert all(isinstance(v, np.ndarray) for v in r.model.values())
-print("loader ok:", len(r.model), "arrays,", r.train_loss.size, "loss rows")
+print("loader ok:", len(r.model), "arrays,", r.train_loss.size, "loss rows,",
+      lbt.shape[1], "time bins; floor w2", round(r.floor["w2"].mean, 4))
 EOF
+
+# The summary: the floor on its own line next to the samplers' metrics.
+"$py" "$src/tools/analysis/diffusion_results.py" "$work/run.h5" > "$work/summary.out" \
+  || fail "diffusion_results.py failed"
+cat "$work/summary.out"
+grep -q "^ *floor (fresh data, 5 draws" "$work/summary.out" || fail "the summary has no floor line"
+grep -q "^ *anc .* +- " "$work/summary.out" || fail "the summary has no spread for anc's repeats"
 
 # 2. The plot command.
 "$py" "$src/tools/plot_results.py" "$work/run.h5" --out "$work/plots" > "$work/plot.out" \
   || fail "plot_results.py failed"
 cat "$work/plot.out"
-for f in samples.png loss.png metrics.png trajectory_ddim.gif; do
+for f in samples.png loss.png loss_by_t.png metrics.png trajectory_ddim.gif; do
   grep -qx "$work/plots/$f" "$work/plot.out" || fail "plot_results.py did not report $f"
 done
 [ ! -e "$work/plots/trajectory_anc.gif" ] || fail "a GIF for a sampler without a trajectory"
@@ -86,7 +120,7 @@ done
 import os, sys
 from PIL import Image
 d = sys.argv[1]
-for name in ("samples.png", "loss.png", "metrics.png"):
+for name in ("samples.png", "loss.png", "loss_by_t.png", "metrics.png"):
     p = os.path.join(d, name)
     with open(p, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n", f"{p}: not a PNG"

@@ -272,6 +272,17 @@ def load(path: Union[str, os.PathLike]) -> Run:
             f"{type(e).__name__}: {e}") from e
 
 
+def _cell(v: Optional[MetricValue]) -> tuple:
+    """A metric for the summary table: the mean, and the spread when there is one."""
+    if v is None:
+        return "-", ""
+    return f"{v.mean:.4g}", (f" +- {v.std:.2g}" if v.count > 1 else "")
+
+
+def _shapes(arrays: Dict[str, np.ndarray]) -> str:
+    return ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in sorted(arrays.items()))
+
+
 def _main(argv: Optional[list] = None) -> int:
     """`python3 diffusion_results.py RESULTS.h5`: print a summary of a run."""
     import sys
@@ -284,7 +295,8 @@ def _main(argv: Optional[list] = None) -> int:
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{run.path}: {run.name} (status {run.status}, seed {run.seed})")
+    version = f", version {run.version}" if run.version else ""
+    print(f"{run.path}: {run.name} (status {run.status}, seed {run.seed}{version})")
     if run.error:
         print(f"  error: {run.error}")
     if run.timings:
@@ -292,12 +304,46 @@ def _main(argv: Optional[list] = None) -> int:
     if run.train_loss.size:
         print(f"  train: {run.train_loss.size} logged windows up to step "
               f"{int(run.train_step[-1])}, final loss {run.train_loss[-1]:.5g}")
+    if run.loss_by_t is not None and run.loss_by_t.size:
+        last = run.loss_by_t[-1]
+        edges = run.loss_by_t_edges
+        span = f" over t {edges[0]:g}..{edges[-1]:g}" if edges is not None and edges.size else ""
+        print(f"  loss by time: {run.loss_by_t.shape[1]} bins{span}; last window "
+              + (f"{np.nanmin(last):.5g} to {np.nanmax(last):.5g} across bins"
+                 if np.isfinite(last).any() else "has no samples"))
+    data = ([f"codec {run.codec}"] if run.codec else []) + \
+        ([f"reference {run.reference.shape}"] if run.reference is not None else [])
+    if data:
+        print("  data: " + ", ".join(data))
     for name, s in run.samples.items():
         traj = "" if s.trajectory is None else f", trajectory {s.trajectory.shape}"
-        ms = "  ".join(f"{m} {v:.5g}" for m, v in sorted(run.metrics.get(name, {}).items()))
-        print(f"  {name} ({s.type}, nfe {s.nfe}): x {s.x.shape}{traj}  {ms}")
+        nfe = "".join(f", nfe_{k} {v}" for k, v in s.nfe_by_model.items())
+        reps = f", {s.repeats} repeats" if s.repeats > 1 else ""
+        print(f"  {name} ({s.type}, nfe {s.nfe}{nfe}{reps}): x {s.x.shape}{traj}")
+        if s.extras:
+            print(f"    extras: {_shapes(s.extras)}")
+    # The metrics as a table, one row per sampler and the floor last, to read them against it.
+    rows = [(name, run.metric_values[name]) for name in run.metric_values]
+    if run.floor:
+        draws = max(v.count for v in run.floor.values())
+        of = f" of {run.floor_n}" if run.floor_n else ""
+        rows.append((f"floor (fresh data, {draws} draws{of})", run.floor))
+    names = sorted({m for _, d in rows for m in d})
+    if rows and names:
+        cells = [[_cell(d.get(m)) for m in names] for _, d in rows]
+        lw = max(len(label) for label, _ in rows)
+        mw = [max(len(c[i][0]) for c in cells) for i in range(len(names))]
+        sw = [max(len(c[i][1]) for c in cells) for i in range(len(names))]
+        print("  metrics (mean +- std over repeats):")
+        print("    " + " " * lw + "".join(f"  {m:>{a + b}}" for m, a, b in zip(names, mw, sw)))
+        for (label, _), c in zip(rows, cells):
+            print(f"    {label:<{lw}}"
+                  + "".join(f"  {v:>{a}}{e:<{b}}" for (v, e), a, b in zip(c, mw, sw)).rstrip())
     print(f"  model: {len(run.model)} arrays, "
           f"{sum(v.size for v in run.model.values())} parameters; ema: {len(run.ema)} arrays")
+    for slot, arrays in run.models.items():
+        print(f"  models/{slot}: {len(arrays)} arrays, "
+              f"{sum(v.size for v in arrays.values())} parameters")
     return 0
 
 
