@@ -8,9 +8,16 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-void require(bool ok, const char* dataset, const std::string& what) {
-  if (!ok) throw Error(std::string("toy data ") + dataset + ": " + what);
+[[noreturn]] void fail(const char* dataset, const std::string& what) {
+  throw Error(std::string("toy data ") + dataset + ": " + what);
 }
+
+// A macro, so the message is only built when the check fails: a batch is drawn every training
+// step, and a step makes no heap allocation.
+#define TOY_REQUIRE(ok, dataset, what) \
+  do {                                 \
+    if (!(ok)) fail(dataset, what);    \
+  } while (0)
 
 std::string num(double v) { return std::to_string(v); }
 
@@ -34,7 +41,7 @@ T* prepare(std::vector<T>* out, std::size_t n) {
 }  // namespace
 
 Tensor moons(std::size_t n, double noise, Rng& rng, std::vector<int>* labels, bool even) {
-  require(noise >= 0.0 && std::isfinite(noise), "moons", "noise must be >= 0, got " + num(noise));
+  TOY_REQUIRE(noise >= 0.0 && std::isfinite(noise), "moons", "noise must be >= 0, got " + num(noise));
   Tensor x = points(n);
   float* p = x.data();
   int* lab = prepare(labels, n);
@@ -73,9 +80,9 @@ Tensor moons(std::size_t n, double noise, Rng& rng, std::vector<int>* labels, bo
 }
 
 Tensor circles(std::size_t n, double noise, double factor, Rng& rng, std::vector<int>* labels) {
-  require(noise >= 0.0 && std::isfinite(noise), "circles",
+  TOY_REQUIRE(noise >= 0.0 && std::isfinite(noise), "circles",
           "noise must be >= 0, got " + num(noise));
-  require(factor > 0.0 && factor < 1.0, "circles",
+  TOY_REQUIRE(factor > 0.0 && factor < 1.0, "circles",
           "factor (inner radius) must be in (0, 1), got " + num(factor));
   Tensor x = points(n);
   float* p = x.data();
@@ -91,7 +98,7 @@ Tensor circles(std::size_t n, double noise, double factor, Rng& rng, std::vector
 }
 
 Tensor swiss_roll(std::size_t n, double noise, Rng& rng, std::vector<float>* position) {
-  require(noise >= 0.0 && std::isfinite(noise), "swiss_roll",
+  TOY_REQUIRE(noise >= 0.0 && std::isfinite(noise), "swiss_roll",
           "noise must be >= 0, got " + num(noise));
   Tensor x = points(n);
   float* p = x.data();
@@ -107,9 +114,9 @@ Tensor swiss_roll(std::size_t n, double noise, Rng& rng, std::vector<float>* pos
 
 Tensor eight_gaussians(std::size_t n, double stddev, double radius, Rng& rng,
                        std::vector<int>* labels) {
-  require(stddev >= 0.0 && std::isfinite(stddev), "eight_gaussians",
+  TOY_REQUIRE(stddev >= 0.0 && std::isfinite(stddev), "eight_gaussians",
           "stddev must be >= 0, got " + num(stddev));
-  require(radius > 0.0 && std::isfinite(radius), "eight_gaussians",
+  TOY_REQUIRE(radius > 0.0 && std::isfinite(radius), "eight_gaussians",
           "radius must be > 0, got " + num(radius));
   Tensor x = points(n);
   float* p = x.data();
@@ -148,11 +155,11 @@ Tensor checkerboard(std::size_t n, Rng& rng, std::vector<int>* labels) {
 
 Tensor pinwheel(std::size_t n, double radial_std, double tangential_std, std::size_t arms,
                 double rate, Rng& rng, std::vector<int>* labels) {
-  require(radial_std >= 0.0 && tangential_std >= 0.0, "pinwheel",
+  TOY_REQUIRE(radial_std >= 0.0 && tangential_std >= 0.0, "pinwheel",
           "radial_std and tangential_std must be >= 0, got " + num(radial_std) + ", " +
               num(tangential_std));
-  require(arms >= 1, "pinwheel", "needs at least one arm");
-  require(std::isfinite(rate), "pinwheel", "rate must be finite");
+  TOY_REQUIRE(arms >= 1, "pinwheel", "needs at least one arm");
+  TOY_REQUIRE(std::isfinite(rate), "pinwheel", "rate must be finite");
   Tensor x = points(n);
   float* p = x.data();
   int* lab = prepare(labels, n);

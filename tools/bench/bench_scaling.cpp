@@ -1,4 +1,5 @@
-// bench_scaling: the flagship training step (flagship.hpp) over widths and batch sizes, against
+// bench_scaling: the flagship training step (flagship.hpp: the experiment's plugins, runexp's own
+// step, EMA included, and the baseline with the same EMA) over widths and batch sizes, against
 // PyTorch and against OpenBLAS's sgemm alone on the same products.
 //
 //   bench_scaling [--widths 64,128,256,512] [--batches 64,256,1024,4096] [--threads N]
@@ -82,12 +83,12 @@ struct Case {
 };
 
 /// The baseline for one case at 1 and 2 threads (one Python process); the faster of the two.
-TorchRun run_baseline(long width, long batch, const Options& o) {
+TorchRun run_baseline(long width, long batch, const Options& o, double ema) {
   std::vector<std::string> runs;
   for (int threads : {1, 2})
     runs.push_back("--batch " + std::to_string(batch) + " --width " + std::to_string(width) +
                    " --threads " + std::to_string(threads) + " --seed " + std::to_string(o.seed) +
-                   " --n 64 --ddim-steps 2");  // sampling is not measured here
+                   " --ema " + std::to_string(ema) + " --n 64 --ddim-steps 2");  // sampling is not measured here
   TorchOptions to;
   to.script = o.torch_script;
   to.seconds = o.torch_seconds;
@@ -134,11 +135,12 @@ int run(const Options& o) {
   for (long width : o.widths)
     for (long batch : o.batches) {
       Case c{width, batch, total_flops(training_gemms(width, batch)), {}, {}, {}};
-      Flagship flagship(static_cast<std::size_t>(width), static_cast<std::uint64_t>(o.seed));
-      c.ours = flagship.train(static_cast<std::size_t>(batch), 1, 5, 3, o.seconds);
+      Flagship flagship(static_cast<std::size_t>(width), static_cast<std::size_t>(batch), 1,
+                        static_cast<std::uint64_t>(o.seed));
+      c.ours = flagship.train(5, 3, o.seconds);
       for (int t : {1, 2})
         c.sgemm[t - 1] = time_sgemm_alone(training_gemms(width, batch), t, o.seconds / 2);
-      if (o.torch) c.torch = run_baseline(width, batch, o);
+      if (o.torch) c.torch = run_baseline(width, batch, o, flagship.ema_decay());
       std::printf("width %4ld, batch %4ld: ours %8.1f steps/s %6.2f GFLOP/s; sgemm alone %6.2f / "
                   "%6.2f GFLOP/s (1 / 2 OpenBLAS threads)",
                   width, batch, c.ours.steps_per_s, c.ours.gflops, c.sgemm[0].gflops,

@@ -4,9 +4,11 @@
 //                    [--threads N] [--n 2000] [--ddim-steps 50] [--seed 0] [--torch]
 //                    [--torch-script PATH]
 //
-// The workload is flagship.hpp's. Reported for our side:
-// - training steps/s over `steps` timed steps after `warmup` untimed ones, with the time per
-//   phase; DDIM samples/s for n points;
+// The workload is flagship.hpp's: experiments/ddim_moons.yaml composed with the plugins, trained
+// by runexp's own step (EMA included) and sampled by runexp's own sampler call. Reported for our
+// side:
+// - training steps/s over `steps` timed steps after `warmup` untimed ones; DDIM samples/s for n
+//   points;
 // - GFLOP/s: the matmul flops of the step (flagship.hpp's training_gemms) per second;
 // - peak memory (ru_maxrss after training and sampling);
 // - heap allocations per training step and per DDIM step in steady state (alloc_count.c);
@@ -17,7 +19,8 @@
 // --threads sets the core's threads (diffusion::set_num_threads; default its own default);
 // OpenBLAS stays at one thread, as the core runs it.
 //
-// With --torch, the PyTorch baseline runs with 1 and 2 threads (same steps, batch, width, n),
+// With --torch, the PyTorch baseline runs with 1 and 2 threads (same steps, batch, width, n and
+// the flagship's EMA decay),
 // each in its own Python process (its own peak memory); the 1-thread run also counts its
 // allocations. Ratios are against the better of the two.
 //
@@ -80,7 +83,7 @@ Options parse(int argc, char** argv) {
 }
 
 /// The baseline with 1 and 2 threads, each in its own process.
-std::vector<TorchRun> run_baseline(const Options& o) {
+std::vector<TorchRun> run_baseline(const Options& o, double ema) {
   std::vector<TorchRun> runs;
   for (int threads : {1, 2}) {
     std::ostringstream args;
@@ -112,25 +115,23 @@ int run(const Options& o) {
   std::printf("machine: %s; load average %.2f at start\n", machine_description().c_str(),
               load_average());
 
-  Flagship flagship(static_cast<std::size_t>(o.width), static_cast<std::uint64_t>(o.seed));
   const std::size_t B = static_cast<std::size_t>(o.batch);
   if (o.batch % o.shards != 0) cli.fail("--shards must divide --batch");
-  const TrainResult tr = flagship.train(B, static_cast<std::size_t>(o.shards), o.warmup, o.steps, 0.0);
+  Flagship flagship(static_cast<std::size_t>(o.width), B, static_cast<std::size_t>(o.shards),
+                    static_cast<std::uint64_t>(o.seed));
+  const TrainResult tr = flagship.train(o.warmup, o.steps, 0.0);
   const SampleResult sr =
       flagship.sample(static_cast<std::size_t>(o.n), static_cast<std::size_t>(o.ddim_steps));
   const double peak_mb = peak_rss_mb();  // before the sgemm-alone buffers
 
-  const Phases& p = tr.phases;
-  const double us = 1e6 / tr.steps;
   std::printf(
       "ours, %d thread%s: train %.1f steps/s, %.1f us/step, %.2f GFLOP/s (batch %ld in %ld "
-      "shard%s, width %ld, %ld steps after %ld warm-up; final loss %.4f)\n"
-      "  per step: data %.1f us, loss and backward %.1f us, adam %.1f us\n"
+      "shard%s, width %ld, EMA %g, %ld steps after %ld warm-up; final loss %.4f)\n"
       "  sample: %.1f samples/s, %.2f GFLOP/s (DDIM-%ld, n %ld; mean [%.3f, %.3f], std [%.3f, %.3f])\n"
       "  peak RSS %.1f MiB; %.1f heap allocations per training step, %.1f per DDIM step\n",
       threads, threads == 1 ? "" : "s", tr.steps_per_s, tr.us_per_step, tr.gflops, o.batch,
-      o.shards, o.shards == 1 ? "" : "s", o.width, tr.steps, o.warmup, tr.final_loss,
-      p.data * us, p.loss_backward * us, p.optim * us, sr.samples_per_s, sr.gflops, o.ddim_steps, o.n, sr.mean[0], sr.mean[1],
+      o.shards, o.shards == 1 ? "" : "s", o.width, flagship.ema_decay(), tr.steps, o.warmup, tr.final_loss,
+      sr.samples_per_s, sr.gflops, o.ddim_steps, o.n, sr.mean[0], sr.mean[1],
       sr.std[0], sr.std[1], peak_mb, tr.allocs_per_step, sr.allocs_per_step);
 
   std::vector<SgemmResult> sgemm;
@@ -144,7 +145,7 @@ int run(const Options& o) {
   std::fflush(stdout);
 
   std::vector<TorchRun> torch;
-  if (o.torch) torch = run_baseline(o);
+  if (o.torch) torch = run_baseline(o, flagship.ema_decay());
   const auto best_of = [&](double TorchRun::*field) {
     return *std::max_element(torch.begin(), torch.end(),
                              [&](auto& a, auto& b) { return a.*field < b.*field; });
@@ -167,10 +168,8 @@ int run(const Options& o) {
      << ", \"steps_per_s\": " << json_number(tr.steps_per_s)
      << ", \"us_per_step\": " << json_number(tr.us_per_step)
      << ", \"train_gflops\": " << json_number(tr.gflops)
-     << ", \"phase_us\": {\"data\": " << json_number(p.data * us)
-     << ", \"loss_backward\": " << json_number(p.loss_backward * us)
-     << ", \"adam\": " << json_number(p.optim * us)
-     << "}, \"final_loss\": " << json_number(tr.final_loss) << ", \"ddim_steps\": " << o.ddim_steps
+     << ", \"ema\": " << json_number(flagship.ema_decay())
+     << ", \"final_loss\": " << json_number(tr.final_loss) << ", \"ddim_steps\": " << o.ddim_steps
      << ", \"n\": " << o.n << ", \"samples_per_s\": " << json_number(sr.samples_per_s)
      << ", \"sample_gflops\": " << json_number(sr.gflops) << ", \"sample_mean\": ["
      << json_number(sr.mean[0]) << ", " << json_number(sr.mean[1]) << "], \"sample_std\": ["

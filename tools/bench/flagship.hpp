@@ -1,20 +1,22 @@
-// The flagship workload (experiments/ddim_moons.yaml) as the benchmarks run it: one training
-// step and the DDIM sampler, written out as /work/shared/bench/torch_ddim_moons.py writes them.
+// The flagship workload as the benchmarks run it: experiments/ddim_moons.yaml composed with the
+// toolkit's own plugins (moons, mlp, ddpm's eps_mse loss and ddim sampler) exactly as runexp
+// composes it, trained with runexp's own training step (TrainLoop::step: batch, encoding, sharded
+// loss and backward, Adam, EMA, loss log) and sampled with runexp's own sampler call
+// (run_sampler). The bench changes only the width, batch, shards and sample size it is asked for.
 //
-// Training step: x0 a batch of standardised two moons (noise 0.05), t ~ U{0..999},
-// eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (linear betas 1e-4..0.02), the MLP
-// [x_t (2), sinusoidal embedding of t (32)] -> 3 x width SiLU -> 2, MSE against eps, then
-// backward and an Adam step (lr 1e-3); times and noise are drawn per shard. Sampling: DDIM, eta 0, on the grid
-// floor(linspace(T-1, 0, steps)), the last step going to clean data, under a NoGradScope.
+// Training step: a fresh batch of two moons (noise 0.05), standardised; t from VDM's
+// low-discrepancy sampler over T = 1000 DDPM steps, eps ~ N(0, I), x_t = sqrt(abar_t) x0 +
+// sqrt(1 - abar_t) eps; the MLP [x_t (2), sinusoidal embedding of t (32)] -> 3 x width SiLU -> 2;
+// per-sample MSE against eps; backward, Adam, the EMA update. Sampling: the flagship's DDIM
+// (eta 0, its piecewise spacing, rqmc prior draws), no gradient tape.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
-#include <diffusion/nn/layers.hpp>
-#include <diffusion/tensor/random.hpp>
-#include <diffusion/tensor/tensor.hpp>
+#include <diffusion/run/experiment.hpp>
 
 namespace bench {
 
@@ -34,58 +36,44 @@ std::vector<Gemm> training_gemms(std::size_t width, std::size_t batch);
 std::vector<Gemm> sampling_gemms(std::size_t width, std::size_t n);
 double total_flops(const std::vector<Gemm>& gemms);
 
-/// Wall-clock seconds per phase over the timed training steps.
-struct Phases {
-  double data = 0;           // drawing the batch
-  double loss_backward = 0;  // times, noise, x_t, forward, loss and backward (in the shards)
-  double optim = 0;          // the Adam step
-};
-
 struct TrainResult {
   long steps;              // timed steps
   double seconds;          // over the timed steps
   double steps_per_s, us_per_step;
   double gflops;           // matmul flops (training_gemms) per second
   double allocs_per_step;  // heap allocations per timed step; NaN without the counter
-  float final_loss;
-  Phases phases;
+  double final_loss;
 };
 
 struct SampleResult {
   double samples_per_s, gflops;
-  double allocs_per_step;  // per DDIM step after the first; NaN without the counter
+  double allocs_per_step;  // per DDIM step: the difference between runs of S and 2S steps; NaN without the counter
   float mean[2], std[2];   // in data coordinates, a sanity check against the baseline's
 };
 
-/// The data, noise schedule and model of the flagship at one width.
+/// The flagship experiment at one width, batch and shard count.
 class Flagship {
  public:
-  Flagship(std::size_t width, std::uint64_t seed);
+  /// Loads the plugins from the build's plugin folder and composes the YAML file.
+  Flagship(std::size_t width, std::size_t batch, std::size_t shards, std::uint64_t seed);
 
   /// `warmup` untimed steps, then timed steps until both `min_steps` and `min_seconds` are
-  /// reached (a fresh Adam each call). Each batch is cut into `shards` run at once
-  /// (data_parallel.hpp, as `train.shards`); 1 splits the products instead.
-  TrainResult train(std::size_t batch, std::size_t shards, long warmup, long min_steps,
-                    double min_seconds);
-  /// DDIM with `steps` steps for n points from the current weights.
+  /// reached, all through TrainLoop::step (a fresh model and optimiser each call).
+  TrainResult train(long warmup, long min_steps, double min_seconds);
+  /// The flagship's DDIM with `steps` steps for n points from the current weights (the EMA's,
+  /// as runexp samples), through run_sampler.
   SampleResult sample(std::size_t n, std::size_t steps);
 
   std::size_t width() const { return width_; }
+  /// The EMA decay of the flagship's recipe (the baseline is run with the same).
+  double ema_decay() const { return ex_->train.ema_decay; }
 
  private:
-  struct Denoiser {
-    Denoiser(std::size_t width, diffusion::Rng init);
-    diffusion::SinusoidalEmbedding temb;
-    diffusion::MLP net;
-    diffusion::Var operator()(const diffusion::Var& x, const diffusion::Tensor& t) const;
-  };
+  std::unique_ptr<diffusion::Experiment> compose(long total_steps, std::size_t n, std::size_t ddim_steps) const;
 
-  std::size_t width_;
-  diffusion::Rng root_;
-  diffusion::Tensor data_;  // standardised moons
-  float mean_[2], std_[2];  // the standardisation, to map samples back
-  std::vector<float> abar_;
-  Denoiser model_;
+  std::size_t width_, batch_, shards_;
+  std::uint64_t seed_;
+  std::unique_ptr<diffusion::Experiment> ex_;  // the trained one, sampled by sample()
 };
 
 }  // namespace bench
