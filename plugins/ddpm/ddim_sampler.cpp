@@ -25,6 +25,8 @@ class DdimSampler : public Sampler {
   void check(const Path& path, const Source& source) const override {
     if (eta_ > 0 && !source.standard_normal())
       throw Error("ddim: eta > 0 adds Gaussian noise, which needs the standard Gaussian source, not " + source.name());
+    if (prior_ == PriorDraw::rqmc && !source.standard_normal())
+      throw Error("ddim: prior: rqmc draws from the standard Gaussian source, not " + source.name() + " (use prior: iid)");
     grid_.grid->times(path, grid_.steps);
   }
 

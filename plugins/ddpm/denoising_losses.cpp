@@ -5,6 +5,7 @@
 // registered one (`preconditioning: velocity` is flow matching's regression).
 // `t_sampling: low_discrepancy` draws a batch's times with VDM's low-discrepancy sampler
 // (Kingma et al. 2021): the same loss in expectation, with less variance per batch.
+#include <diffusion/model/predictions.hpp>
 #include <diffusion/plugin.hpp>
 
 namespace diffusion::ddpm {

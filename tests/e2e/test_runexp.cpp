@@ -3,7 +3,7 @@
 //   - every bad input fails with one located line on stderr, exit 2 (1 for a failed run), and
 //     leaves no file claiming status=complete (nor temporary files) behind;
 //   - the same seed, config and build give bit-identical results; another seed does not;
-//   - a run writes the results layout of DESIGN.md;
+//   - a run writes the results layout of docs/results-format.md;
 //   - --print-config and --list write nothing; redirected output has no carriage returns.
 #include <stdlib.h>
 #include <sys/wait.h>

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include <diffusion/components.hpp>
+#include <diffusion/model/predictions.hpp>
 #include <diffusion/io/config.hpp>
 #include <diffusion/plugin/plugin_loader.hpp>
 

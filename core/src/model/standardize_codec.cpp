@@ -11,6 +11,15 @@
 namespace diffusion {
 namespace {
 
+/// Refuse statistics written by another kind of codec (a file without the attribute predates
+/// codecs and was standardised per coordinate).
+void require_codec(const H5::Group& g, const std::string& mine) {
+  const std::string theirs = has_attribute(g, "codec") ? read_string_attribute(g, "codec") : "standardize";
+  if (theirs != mine)
+    throw Error(h5_location(g) + ": the data were encoded with codec " + theirs + ", this experiment's codec is " +
+                mine + " (set codec: to the trained run's)");
+}
+
 /// x -> (x - mean) / std, with one (mean, std) per group of values. A group is a coordinate of
 /// a sample (`coordinate`: each of the D values of a point, each pixel of an image), a channel
 /// of an image (N, C, ...) (`channel`), or everything (`all`). Statistics come from `samples`
@@ -20,11 +29,15 @@ class StandardizeCodec : public Codec {
   enum class Per { coordinate, channel, all };
   StandardizeCodec(Per per, std::size_t samples) : per_(per), samples_(samples) {}
 
+  Shape encoded_shape(const Shape& data_shape) const override {
+    if (per_ == Per::channel && data_shape.size() < 2)
+      throw Error("per: channel needs samples with channels (C, H, W); this data set's have shape " +
+                  shape_str(data_shape) + " (use per: coordinate or per: all)");
+    return data_shape;
+  }
+
   void fit(const Dataset& data, Rng rng) override {
-    const Shape shape = data.sample_shape();
-    if (per_ == Per::channel && shape.size() < 2)
-      throw Error("codec standardize: per channel needs samples with channels (C, H, W); these have shape " +
-                  shape_str(shape));
+    const Shape shape = encoded_shape(data.sample_shape());
     const Tensor x = data.sample(samples_, rng);
     const std::size_t d = numel(shape), groups = group_count(shape);
     std::vector<double> s(groups, 0.0), s2(groups, 0.0), count(groups, 0.0);
@@ -40,6 +53,7 @@ class StandardizeCodec : public Codec {
       mean_.data()[g] = float(m[g]);
       std_.data()[g] = float(std::max(std::sqrt(s2[g] / count[g]), 1e-8));
     }
+    ready_ = true;
   }
 
   Tensor encode(const Tensor& x) const override { return apply(x, false); }
@@ -53,12 +67,14 @@ class StandardizeCodec : public Codec {
   }
 
   void load(const H5::Group& g, const Shape& data_shape) override {
+    require_codec(g, "standardize");
     const Shape s = stat_shape(data_shape);
     if (has_attribute(g, "per") && read_string_attribute(g, "per") != per_name())
       throw Error(h5_location(g, "") + ": the data were standardised per " + read_string_attribute(g, "per") +
                   ", this experiment's codec standardises per " + per_name());
     mean_ = read_tensor(g, "mean", s);
     std_ = read_tensor(g, "std", s);
+    ready_ = true;
   }
 
  private:
@@ -75,7 +91,7 @@ class StandardizeCodec : public Codec {
   }
 
   Tensor apply(const Tensor& x, bool inverse) const {
-    if (mean_.size() == 0) throw Error("codec standardize: used before fit() or load()");
+    if (!ready_) throw Error("codec standardize: used before fit() or load()");
     const std::size_t n = x.dimension() ? x.shape()[0] : 0, d = n ? x.size() / n : 0;
     Shape sample(x.shape().begin() + (n ? 1 : 0), x.shape().end());
     if (numel(stat_shape(sample)) != mean_.size())
@@ -98,6 +114,7 @@ class StandardizeCodec : public Codec {
   Per per_;
   std::size_t samples_;
   Tensor mean_, std_;
+  bool ready_ = false;  // fitted or loaded
 };
 
 /// The data as they are.
@@ -107,14 +124,17 @@ class IdentityCodec : public Codec {
   Tensor encode(const Tensor& x) const override { return x; }
   Tensor decode(const Tensor& z) const override { return z; }
   void save(const H5::Group& g) const override { write_attribute(g, "codec", std::string("identity")); }
-  void load(const H5::Group&, const Shape&) override {}
+  void load(const H5::Group& g, const Shape&) override { require_codec(g, "identity"); }
 };
 
 }  // namespace
 
 void register_core_codecs(Registries& regs) {
-  regs.codecs.add("standardize", [](const ConfigNode& c, const BuildContext&) {
+  regs.codecs.add("standardize", [](const ConfigNode& c, const BuildContext& ctx) {
     const std::string per = c.get_choice("per", "coordinate", {"coordinate", "channel", "all"});
+    if (per == "channel" && !ctx.data_shape.empty() && ctx.data_shape.size() < 2)
+      c.at("per").error("per: channel needs samples with channels (C, H, W); this data set's have shape " +
+                        shape_str(ctx.data_shape) + " (use per: coordinate or per: all)");
     const auto samples = static_cast<std::size_t>(c.get_int("samples", 20000, 2, 100000000));
     return std::make_shared<StandardizeCodec>(per == "coordinate" ? StandardizeCodec::Per::coordinate
                                               : per == "channel"  ? StandardizeCodec::Per::channel

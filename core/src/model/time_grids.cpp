@@ -1,5 +1,6 @@
 // The core's time grids (time_grid.hpp lists them), registered when the registries are first used.
 #include <cmath>
+#include <cstdint>
 #include <numeric>
 
 #include "diffusion/io/config.hpp"
@@ -13,15 +14,17 @@ namespace {
 /// u_i = i / (steps - 1) in [0, 1] (0 for a single step).
 double fraction(std::size_t i, std::size_t steps) { return steps == 1 ? 0.0 : double(i) / double(steps - 1); }
 
-/// Evenly spaced in t; on a discrete path floor(linspace(t_max, t_min, steps)) (DDIM's uniform skip).
+/// Evenly spaced in t; on a discrete path floor(linspace(t_max, t_min, steps)) (DDIM's uniform
+/// skip), in integers: floor(999 (1 - 3/37)) in floating point is 917, not 918.
 class LinearGrid : public TimeGrid {
   std::vector<double> make(const Path& p, std::size_t steps) const override {
     std::vector<double> g(steps);
     const double span = p.t_max() - p.t_min();
-    for (std::size_t i = 0; i < steps; ++i) {
-      const double u = fraction(i, steps);
-      g[i] = p.num_steps() ? p.t_min() + std::floor(span * (1.0 - u)) : p.t_max() - u * span;
-    }
+    const auto whole = static_cast<std::uint64_t>(std::llround(span));
+    for (std::size_t i = 0; i < steps; ++i)
+      g[i] = !p.num_steps() ? p.t_max() - fraction(i, steps) * span
+             : steps == 1   ? p.t_max()
+                            : p.t_min() + double(whole * (steps - 1 - i) / (steps - 1));
     return g;
   }
 };
@@ -107,7 +110,13 @@ class PiecewiseGrid : public TimeGrid {
 /// The times as listed.
 class ListGrid : public TimeGrid {
  public:
-  explicit ListGrid(std::vector<double> times) : times_(std::move(times)) {}
+  explicit ListGrid(std::vector<double> times) : times_(std::move(times)) {
+    if (times_.empty()) throw Error("list grid: no times");
+    for (std::size_t i = 1; i < times_.size(); ++i)
+      if (!(times_[i] < times_[i - 1]))
+        throw Error("list grid: times must strictly decrease; entry " + std::to_string(i + 1) + " (" +
+                    format_number(times_[i]) + ") follows " + format_number(times_[i - 1]));
+  }
   std::size_t fixed_steps() const override { return times_.size(); }
 
  private:

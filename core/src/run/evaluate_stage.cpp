@@ -1,6 +1,7 @@
 // Stage 4: evaluation. Every metric of every sampler against the reference (its mean and spread
-// over the sampler's repeats), and the metric floor: the same metrics for fresh independent
-// draws of the data, what a perfect sampler scores, to read the others by.
+// over the sampler's repeats; the first min(n, reference n) samples against as many reference
+// rows, so metrics that need equal sizes always get them), and the metric floor: the same metrics
+// for fresh independent draws of the data, what a perfect sampler scores, to read the others by.
 #include <chrono>
 #include <cmath>
 
@@ -65,7 +66,7 @@ void evaluate_samples(RunContext& run) {
       for (std::size_t r = 0; r < run.samples[s.name].size(); ++r) {
         if (run.stop_requested()) throw RunInterrupted{};
         Rng rng = metric_stream(run.master, s.name, m.name, r);
-        values.push_back(m.metric->compute(run.samples[s.name][r], ref, rng));
+        values.push_back(m.metric->compute(first_rows(run.samples[s.name][r], n), ref, rng));
       }
       run.result.metrics[s.name][m.name] = write_metric(root, s.name, m.name, values);
     }

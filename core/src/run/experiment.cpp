@@ -106,6 +106,27 @@ std::shared_ptr<Source> make_source(const ConfigNode& root, const Experiment& ex
   return std::make_shared<DatasetSource>(std::move(data), ex.codec, node->type());
 }
 
+/// Refuse, at `node`, a component that needs a named model the experiment does not have.
+void require_models(const std::vector<std::string>& needed, const Models& models, const ConfigNode& node,
+                    const std::string& who) {
+  for (const std::string& slot : needed)
+    if (!models.has(slot)) {
+      std::string have;
+      for (const ModelSlot& m : models.slots()) have += (have.empty() ? "" : ", ") + m.name;
+      node.error(who + " needs the named model '" + slot + "' (the experiment has " + have +
+                 "); declare it under `models:`, e.g. `models: {" + slot + ": {}}`");
+    }
+}
+
+/// The loss's named models: present, and unfrozen where its after_step changes them.
+void check_loss_models(const Experiment& ex, const ConfigNode& loss_node) {
+  require_models(ex.loss->required_models(), ex.models, loss_node, "the loss");
+  require_models(ex.loss->changed_models(), ex.models, loss_node, "the loss");
+  for (const std::string& slot : ex.loss->changed_models())
+    if (ex.models.slot(slot).frozen)
+      loss_node.error("the loss changes the named model '" + slot + "' after each step, but it is frozen (set `frozen: false`)");
+}
+
 /// `sampler: {...}` for one, `samplers: [{...}, ...]` for several; each checked against the path.
 void read_samplers(const ConfigNode& root, Experiment& ex, Registries& regs, const BuildContext& ctx) {
   std::vector<ConfigNode> nodes;
@@ -133,6 +154,7 @@ void read_samplers(const ConfigNode& root, Experiment& ex, Registries& regs, con
       // The usual culprit is the step count; point there when it was given.
       (node.has("steps") ? node.at("steps") : node).error(e.what());
     }
+    require_models(s.sampler->required_models(), ex.models, node, "sampler " + s.name);
     ex.evaluation.reference_n = std::max(ex.evaluation.reference_n, s.n);
     ex.samplers.push_back(std::move(s));
   }
@@ -166,9 +188,16 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
   ctx.rng = &init;
   ex.dataset = regs.datasets.create(root.at("dataset"), ctx);
   static const Config default_codec = Config::load_string("type: standardize", "<default codec>");
+  ctx.data_shape = ex.dataset->sample_shape();  // the codec's input; after it, the model's space
   const auto codec_node = root.find("codec");
   ex.codec = regs.codecs.create(codec_node ? *codec_node : default_codec.root(), ctx);
-  ctx.data_shape = ex.codec->encoded_shape(ex.dataset->sample_shape());
+  try {
+    ctx.data_shape = ex.codec->encoded_shape(ex.dataset->sample_shape());
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    (codec_node ? *codec_node : root.at("dataset")).error(std::string("codec: ") + e.what());
+  }
   ctx.num_classes = ex.dataset->num_classes();
   ex.source = make_source(root, ex, regs, ctx);
   const ConfigNode net_node = root.at("network");
@@ -209,6 +238,7 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
   }
   if (has_init) load_init(ex, *init_node, [&] { return make_network(net_node); });
   if (const auto slots = root.find("models")) read_model_slots(*slots, net_node, make_network, ex);
+  check_loss_models(ex, root.at("loss"));
 
   read_samplers(root, ex, regs, ctx);
   read_metrics(root, ex, regs, ctx);

@@ -30,9 +30,10 @@ H5::H5File open_results(const std::string& path, const ConfigNode& node) {
   }
 }
 
-/// Runs `load`, turning its failures into a ConfigError at `node` that names the file once.
+/// Runs `load`, turning its failures into a ConfigError at `node` that names the file once and
+/// ends with `hint`.
 template <class F>
-void at_node(const ConfigNode& node, const std::string& path, F load) {
+void at_node(const ConfigNode& node, const std::string& path, const std::string& hint, F load) {
   try {
     load();
   } catch (const ConfigError&) {
@@ -42,7 +43,7 @@ void at_node(const ConfigNode& node, const std::string& path, F load) {
   } catch (const Error& e) {
     std::string msg = e.what();
     if (msg.rfind(path, 0) != 0) msg = path + ": " + msg;
-    node.error("init file " + msg + " (does the network match the one that was trained?)");
+    node.error("init file " + msg + hint);
   }
 }
 
@@ -71,7 +72,8 @@ void load_model_group(const std::string& file, const std::string& group, Module&
 void load_init(Experiment& ex, const ConfigNode& node, const std::function<std::shared_ptr<Network>()>& make_network) {
   const std::string path = ex.init;
   H5::H5File file = open_results(path, node);
-  at_node(node, path, [&] {
+  const std::string network_hint = " (does the network match the one that was trained?)";
+  at_node(node, path, network_hint, [&] {
     const H5::Group root = file.openGroup("/");
     ex.network().load(h5_open_group(root, "model"));
     const bool file_ema = h5_exists(root, "ema");
@@ -88,6 +90,9 @@ void load_init(Experiment& ex, const ConfigNode& node, const std::function<std::
       ex.models.add({"ema", ema, true, path});
       ex.init_ema = true;
     }
+  });
+  at_node(node, path, "", [&] {
+    const H5::Group root = file.openGroup("/");
     if (!h5_exists(root, "data")) throw Error(path + " has no /data (the codec's statistics)");
     ex.codec->load(h5_open_group(root, "data"), ex.dataset->sample_shape());
     ex.codec_loaded = true;
@@ -110,7 +115,8 @@ void read_model_slots(const ConfigNode& slots, const ConfigNode& model_network, 
       const ConfigNode where = s.at("init");
       open_results(slot.init, where);
       const std::string group = from == "model" || from == "ema" ? from : "models/" + from;
-      at_node(where, slot.init, [&] { load_model_group(slot.init, group, *slot.network); });
+      at_node(where, slot.init, " (does the slot's network match the one in the file?)",
+              [&] { load_model_group(slot.init, group, *slot.network); });
     } else if (s.has("from")) {
       s.at("from").error("`from` picks the group of an `init` file; this slot has no `init`");
     }

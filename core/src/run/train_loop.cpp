@@ -47,6 +47,7 @@ TrainLoop::TrainLoop(Experiment& ex, const Rng& master)
   ctx_.path = ex.path.get();
   ctx_.source = ex.source.get();
   ctx_.models = &ex.models;
+  ctx_.rng = &train_rng_;
 }
 
 void TrainLoop::restore(const std::string& path) {

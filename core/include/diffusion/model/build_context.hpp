@@ -6,7 +6,8 @@
 namespace diffusion {
 
 struct BuildContext {
-  Shape data_shape;      ///< shape of one sample in the model's space, e.g. {2} for points
+  Shape data_shape;      ///< shape of one sample in the model's space, e.g. {2} for points (a codec
+                         ///< factory sees the data's own shape)
   int num_classes = 0;   ///< 0 when the data set has no labels
   Rng* rng = nullptr;    ///< stream for initialisation (network weights, fixed features)
 };

@@ -16,13 +16,15 @@ class Codec {
   virtual ~Codec() = default;
   /// Fit to the data set (statistics from its own stream); called once, before training.
   virtual void fit(const Dataset& data, Rng rng) = 0;
-  /// Shape of one encoded sample, given one data sample's shape.
+  /// Shape of one encoded sample, given one data sample's shape; Error if the codec cannot
+  /// encode such samples (checked when the experiment is composed).
   virtual Shape encoded_shape(const Shape& data_shape) const { return data_shape; }
   /// A batch (N, data shape...) into the model's space, and back.
   virtual Tensor encode(const Tensor& x) const = 0;
   virtual Tensor decode(const Tensor& z) const = 0;
-  /// Write what fit() learnt into g (the results file's /data), and read it back (`init:`):
-  /// load() checks shapes against the data set and fails naming what differs.
+  /// Write what fit() learnt into g (the results file's /data), with the attribute `codec` (its
+  /// registry name), and read it back (`init:`): load() checks that g was written by the same
+  /// kind of codec and its shapes against the data set, and fails naming what differs.
   virtual void save(const H5::Group& g) const = 0;
   virtual void load(const H5::Group& g, const Shape& data_shape) = 0;
 };

@@ -5,6 +5,8 @@
 // models), and its after_step hook runs after every update (target networks, curricula).
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "diffusion/autodiff/autodiff.hpp"
 #include "diffusion/model/condition.hpp"
@@ -17,14 +19,18 @@
 
 namespace diffusion {
 
-/// What a loss may read besides its batch. The loss runs on several threads at once when a
-/// batch is sharded, so during loss() everything here is read-only.
+/// What a loss may read besides its batch (the step, the total steps, the path, the source, the
+/// named models, the random stream). The loss runs on several threads at once when a batch is
+/// sharded, so during loss() everything here is read-only.
 struct TrainContext {
   std::int64_t step = 0;         ///< updates done before this one (0 for the first)
   std::int64_t total_steps = 0;  ///< train.steps
   const Path* path = nullptr;
   const Source* source = nullptr;
   Models* models = nullptr;      ///< `model` (being trained), `ema`, and the experiment's others
+  /// The training stream, for after_step (checkpointed with the run). During loss() draw from
+  /// the rng argument instead: each shard has its own stream.
+  Rng* rng = nullptr;
 };
 
 /// One value per sample (the training loop minimises their mean) and each sample's time on
@@ -47,6 +53,11 @@ class Loss {
   /// named models (they are checkpointed); any state of its own must be a function of
   /// ctx.step, so that a resumed run ends as an uninterrupted one.
   virtual void after_step(const TrainContext& /*ctx*/) const {}
+  /// The named models (slots other than `model`) the loss reads, and those its after_step
+  /// changes: an experiment without one of them, or with a changed one frozen, is refused
+  /// before training, naming the slot.
+  virtual std::vector<std::string> required_models() const { return {}; }
+  virtual std::vector<std::string> changed_models() const { return {}; }
 };
 
 }  // namespace diffusion

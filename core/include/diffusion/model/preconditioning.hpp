@@ -7,8 +7,8 @@
 // with D the estimate of the clean data x0. The loss that trains F and the denoiser that samples
 // it use the same object, so the training target and the sampling inverse cannot disagree.
 // On the path x = alpha x0 + sigma eps, predicting eps, x0, v, the score or the velocity are
-// special cases (preconditionings.cpp), each with closed forms so that no rounding is added to
-// the classic parameterisations.
+// special cases (predictions.hpp), each with closed forms so that no rounding is added to the
+// classic parameterisations.
 #include <memory>
 #include <string>
 
@@ -50,9 +50,5 @@ class Preconditioning {
   /// The target that makes D(x_t) = x0 exactly: F* = (x0 - c_skip x_t) / c_out, in x0 and eps.
   virtual Target target(const Path& path, double t) const;
 };
-
-/// The classic parameterisations: "eps", "x0", "v" (Salimans & Ho 2022), "score" (Song et al.
-/// 2021: F = grad log p_t) and "velocity" (flow matching: F = dx_t/dt). Error for another name.
-std::shared_ptr<const Preconditioning> make_prediction(const std::string& name);
 
 }  // namespace diffusion

@@ -59,6 +59,9 @@ class Sampler {
   /// Reject settings this path cannot honour (e.g. more steps than a discrete path has), so an
   /// experiment fails before training rather than after.
   virtual void check(const Path& /*path*/, const Source& /*source*/) const {}
+  /// The named models (slots other than the sampled one) the sampler uses; an experiment
+  /// without one of them is refused before training, naming the slot.
+  virtual std::vector<std::string> required_models() const { return {}; }
   /// Samples of request.shape from `model`.
   virtual SampleOutput sample(const Denoiser& model, const SampleRequest& request, Rng& rng) const = 0;
 };

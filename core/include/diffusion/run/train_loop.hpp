@@ -18,6 +18,8 @@ class TrainLoop {
   /// Streams `data` and `train` split from the run's master stream; the EMA (train.ema > 0)
   /// starts as the `ema` slot holds it.
   TrainLoop(Experiment& ex, const Rng& master);
+  TrainLoop(const TrainLoop&) = delete;  // the context points into it
+  TrainLoop& operator=(const TrainLoop&) = delete;
 
   /// Continue from a checkpoint: streams, weights, optimiser, EMA, changed named models, log.
   void restore(const std::string& checkpoint_path);
