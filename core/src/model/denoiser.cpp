@@ -68,34 +68,50 @@ void NetworkDenoiser::prepare(std::size_t n, const Times& t, Tensor& c_in, Tenso
   }
 }
 
+namespace {
+
+/// out = (r.x * x + r.f * y) / r.div over `count` values.
+void read_out(const LinearReadout& r, const float* x, const float* y, float* out, std::size_t count) {
+  for (std::size_t j = 0; j < count; ++j) out[j] = static_cast<float>((r.x * x[j] + r.f * y[j]) / r.div);
+}
+
+bool one_time(const Times& t) {
+  for (std::size_t i = 1; i < t.size(); ++i)
+    if (t[i] != t[0]) return false;
+  return true;
+}
+
+}  // namespace
+
 void NetworkDenoiser::predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const {
   check_batch(x, t, c);
   NoGradScope no_grad;
   const std::size_t n = x.shape()[0], per = x.size() / std::max<std::size_t>(n, 1);
+  // A sampler's rows usually share one time: then one set of numbers serves the whole batch.
+  const bool shared = one_time(t);
   Tensor c_in, c_noise;
   bool unit = true;
   std::vector<Readout, PoolAllocator<Readout>> r;
-  prepare(n, t, c_in, c_noise, unit, r);
+  prepare(shared ? std::min<std::size_t>(n, 1) : n, t, c_in, c_noise, unit, r);
+  if (shared && n > 1) c_noise = full({n}, c_noise(0));
   Tensor input = x;
   if (!unit)
     for (std::size_t i = 0; i < n; ++i)
-      for (std::size_t j = 0; j < per; ++j) input.data()[i * per + j] *= c_in(i);
+      for (std::size_t j = 0; j < per; ++j) input.data()[i * per + j] *= c_in(shared ? 0 : i);
   const Var f = net_->forward(Var(std::move(input)), c_noise, c);
   const Tensor& y = f.value();
   if (y.size() != x.size())
     throw Error("denoiser: network output " + shape_str(y) + " does not match its input " + shape_str(x));
   reuse(out.x0, x);
   reuse(out.eps, x);
-  const float* px = x.data();
-  const float* py = y.data();
+  if (shared && n > 0) {
+    read_out(r[0].x0, x.data(), y.data(), out.x0.data(), x.size());
+    read_out(r[0].eps, x.data(), y.data(), out.eps.data(), x.size());
+    return;
+  }
   for (std::size_t i = 0; i < n; ++i) {
-    const LinearReadout a = r[i].x0, b = r[i].eps;
-    float* p0 = out.x0.data() + i * per;
-    float* pe = out.eps.data() + i * per;
-    for (std::size_t j = i * per, k = 0; k < per; ++j, ++k) {
-      p0[k] = static_cast<float>((a.x * px[j] + a.f * py[j]) / a.div);
-      pe[k] = static_cast<float>((b.x * px[j] + b.f * py[j]) / b.div);
-    }
+    read_out(r[i].x0, x.data() + i * per, y.data() + i * per, out.x0.data() + i * per, per);
+    read_out(r[i].eps, x.data() + i * per, y.data() + i * per, out.eps.data() + i * per, per);
   }
 }
 
