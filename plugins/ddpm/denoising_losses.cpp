@@ -21,29 +21,13 @@ class DenoisingLoss : public Loss {
                   Rng& rng) const override {
     const Path& path = *ctx.path;
     const Shape shape = shape_of(x0);
-    const std::size_t n = shape[0], per = x0.size() / n;
+    const std::size_t n = shape[0];
     c.check_rows(n, "loss");
     Tensor t = low_discrepancy_ ? low_discrepancy_times(path, n, rng) : path.sample_times(n, rng);
-    const Tensor z = (ctx.source ? *ctx.source : standard_normal_source()).sample(shape, rng);
-    Tensor xt = Tensor::from_shape(shape), target = Tensor::from_shape(shape);
-    Tensor c_noise = Tensor::from_shape({n});
-    for (std::size_t i = 0; i < n; ++i) {
-      const double a = path.alpha(t(i)), s = path.sigma(t(i));
-      const Scalings k = pre_->scalings(path, t(i));
-      const Target y = pre_->target(path, t(i));
-      c_noise(i) = static_cast<float>(k.c_noise);
-      const float* px = x0.data() + i * per;
-      const float* pz = z.data() + i * per;
-      float* pxt = xt.data() + i * per;
-      float* pt = target.data() + i * per;
-      for (std::size_t j = 0; j < per; ++j) {
-        pxt[j] = float(a * px[j] + s * pz[j]);
-        pt[j] = float(y.x0 * px[j] + y.eps * pz[j]);
-        if (k.c_in != 1.0) pxt[j] = float(k.c_in * pxt[j]);  // the network sees c_in x_t
-      }
-    }
-    const Var pred = net.forward(Var(std::move(xt)), c_noise, c);
-    return {mse_per_sample(pred, Var(std::move(target))), std::move(t)};
+    const Tensor z = ctx.source_or_default().sample(shape, rng);
+    DenoisingBatch b = denoising_batch(path, *pre_, x0, z, t);
+    const Var pred = net.forward(Var(std::move(b.input)), b.c_noise, c);
+    return {mse_per_sample(pred, Var(std::move(b.target))), std::move(t)};
   }
 
  private:

@@ -45,15 +45,18 @@ Tensor moons(std::size_t n, double noise, Rng& rng, std::vector<int>* labels, bo
   Tensor x = points(n);
   float* p = x.data();
   int* lab = prepare(labels, n);
+  // Point i at angle a in [0, pi] along its moon.
+  const auto place = [&](std::size_t i, int moon, double a) {
+    if (moon == 0)
+      put(p, i, std::cos(a), std::sin(a), noise, rng);
+    else
+      put(p, i, 1.0 - std::cos(a), 0.5 - std::sin(a), noise, rng);
+    if (lab) lab[i] = moon;
+  };
   if (!even) {
     for (std::size_t i = 0; i < n; ++i) {
       const int moon = static_cast<int>(rng.integer(2));
-      const double s = kPi * rng.uniform_double();
-      if (moon == 0)
-        put(p, i, std::cos(s), std::sin(s), noise, rng);
-      else
-        put(p, i, 1.0 - std::cos(s), 0.5 - std::sin(s), noise, rng);
-      if (lab) lab[i] = moon;
+      place(i, moon, kPi * rng.uniform_double());
     }
     return x;
   }
@@ -68,13 +71,7 @@ Tensor moons(std::size_t n, double noise, Rng& rng, std::vector<int>* labels, bo
   for (std::size_t k = 0; k < n; ++k) {
     const int moon = k < upper ? 0 : 1;
     const std::size_t count = moon == 0 ? upper : n - upper, j = moon == 0 ? k : k - upper;
-    const double s = kPi * (double(j) + rng.uniform_double()) / double(count);
-    const std::size_t i = order[k];
-    if (moon == 0)
-      put(p, i, std::cos(s), std::sin(s), noise, rng);
-    else
-      put(p, i, 1.0 - std::cos(s), 0.5 - std::sin(s), noise, rng);
-    if (lab) lab[i] = moon;
+    place(order[k], moon, kPi * (double(j) + rng.uniform_double()) / double(count));
   }
   return x;
 }

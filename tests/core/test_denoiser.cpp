@@ -13,35 +13,15 @@
 #include "diffusion/autodiff/autodiff.hpp"
 #include "diffusion/model/denoiser.hpp"
 #include "diffusion/nn/layers.hpp"
-#if __has_include("diffusion/model/predictions.hpp")
 #include "diffusion/model/predictions.hpp"
-#endif
+
+#include "analytic_paths.hpp"
 
 using namespace diffusion;
+using namespace diffusion::testing;
 using Catch::Matchers::WithinAbs;
 
 namespace {
-
-constexpr double kPi = 3.14159265358979323846;
-
-struct CosineVp : Path {
-  double alpha(double t) const override { return std::cos(kPi * t / 2); }
-  double sigma(double t) const override { return std::sin(kPi * t / 2); }
-  double alpha_deriv(double t) const override { return -kPi / 2 * std::sin(kPi * t / 2); }
-  double sigma_deriv(double t) const override { return kPi / 2 * std::cos(kPi * t / 2); }
-  double t_min() const override { return 1e-3; }
-  double t_max() const override { return 1 - 1e-3; }
-};
-
-/// alpha = 1, sigma = t.
-struct VeLinear : Path {
-  double alpha(double) const override { return 1.0; }
-  double sigma(double t) const override { return t; }
-  double alpha_deriv(double) const override { return 0.0; }
-  double sigma_deriv(double) const override { return 1.0; }
-  double t_min() const override { return 0.002; }
-  double t_max() const override { return 80.0; }
-};
 
 /// EDM's scalings (sigma_data = 0.5) in s = sigma / alpha: c_in != 1, so the denoiser scales
 /// the network's input.

@@ -49,25 +49,13 @@ class TrackingLoss : public Loss {
     if (!ctx.path) throw Error("fixture_tracking: no path in the training context");
     const Path& path = *ctx.path;
     const Shape shape = shape_of(x0);
-    const std::size_t n = shape[0], per = x0.size() / n;
+    const std::size_t n = shape[0];
     c.check_rows(n, "fixture_tracking");
     Tensor t = path.sample_times(n, rng);
-    const Tensor z = (ctx.source ? *ctx.source : standard_normal_source()).sample(shape, rng);
-    Tensor xt = Tensor::from_shape(shape), target = Tensor::from_shape(shape);
-    Tensor c_noise = Tensor::from_shape({n});
-    for (std::size_t i = 0; i < n; ++i) {
-      const double a = path.alpha(t(i)), s = path.sigma(t(i));
-      const Scalings k = pre_->scalings(path, t(i));
-      const Target y = pre_->target(path, t(i));
-      c_noise(i) = static_cast<float>(k.c_noise);
-      for (std::size_t j = 0; j < per; ++j) {
-        const float x = x0.data()[i * per + j], e = z.data()[i * per + j];
-        xt.data()[i * per + j] = float(k.c_in * (a * x + s * e));
-        target.data()[i * per + j] = float(y.x0 * x + y.eps * e);
-      }
-    }
-    const Var pred = net.forward(Var(std::move(xt)), c_noise, c);
-    return {mse_per_sample(pred, Var(std::move(target))), std::move(t)};
+    const Tensor z = ctx.source_or_default().sample(shape, rng);
+    DenoisingBatch b = denoising_batch(path, *pre_, x0, z, t);
+    const Var pred = net.forward(Var(std::move(b.input)), b.c_noise, c);
+    return {mse_per_sample(pred, Var(std::move(b.target))), std::move(t)};
   }
 
   std::vector<std::string> changed_models() const override { return {kTarget}; }

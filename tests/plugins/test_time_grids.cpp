@@ -13,27 +13,16 @@
 #include <diffusion/io/config.hpp>
 #include <diffusion/plugin/plugin_loader.hpp>
 #include <diffusion/plugin/registries.hpp>
-#if __has_include(<diffusion/model/predictions.hpp>)
 #include <diffusion/model/predictions.hpp>
-#endif
+
+#include "core/analytic_paths.hpp"
 
 using namespace diffusion;
+using namespace diffusion::testing;
 using Catch::Matchers::WithinAbs;
 using Catch::Matchers::WithinRel;
 
 namespace {
-
-constexpr double kPi = 3.14159265358979323846;
-
-/// alpha = cos(pi t / 2), sigma = sin(pi t / 2) on [1e-3, 1 - 1e-3]: sigma / alpha = tan(pi t / 2).
-struct CosineVp : Path {
-  double alpha(double t) const override { return std::cos(kPi * t / 2); }
-  double sigma(double t) const override { return std::sin(kPi * t / 2); }
-  double alpha_deriv(double t) const override { return -kPi / 2 * std::sin(kPi * t / 2); }
-  double sigma_deriv(double t) const override { return kPi / 2 * std::cos(kPi * t / 2); }
-  double t_min() const override { return 1e-3; }
-  double t_max() const override { return 1 - 1e-3; }
-};
 
 std::shared_ptr<Path> ddpm() {
   load_plugin(std::string(DIFFUSION_PLUGIN_BUILD_DIR) + "/libdiffusion_ddpm.so");

@@ -6,6 +6,7 @@
 #include "diffusion/model/codec.hpp"
 #include "diffusion/model/condition.hpp"
 #include "diffusion/model/dataset.hpp"
+#include "diffusion/model/denoising_batch.hpp"
 #include "diffusion/model/denoiser.hpp"
 #include "diffusion/model/loss.hpp"
 #include "diffusion/model/models.hpp"

@@ -31,6 +31,9 @@ struct TrainContext {
   /// The training stream, for after_step (checkpointed with the run). During loss() draw from
   /// the rng argument instead: each shard has its own stream.
   Rng* rng = nullptr;
+
+  /// The source, or the standard Gaussian when none is set (tests, tools).
+  const Source& source_or_default() const { return source ? *source : standard_normal_source(); }
 };
 
 /// One value per sample (the training loop minimises their mean) and each sample's time on
