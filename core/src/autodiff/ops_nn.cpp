@@ -178,38 +178,45 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, float eps) {
       });
 }
 
+namespace {
+
+/// The squared error d^2 (summed in double) and its derivative 2d.
+struct SquaredError {
+  double operator()(float d) const { return static_cast<double>(d) * d; }
+  static float derivative(float d) { return 2.0f * d; }
+};
+
+/// Pseudo-Huber sqrt(d^2 + c^2) - c and its derivative d / sqrt(d^2 + c^2).
+struct PseudoHuber {
+  PseudoHuber(float c, const char* op) : c(c), c2(static_cast<double>(c) * c), cf2(c * c) {
+    if (!(c > 0.0f)) throw Error(std::string(op) + ": c must be positive, got " + std::to_string(c));
+  }
+  double operator()(float d) const { return std::sqrt(static_cast<double>(d) * d + c2) - c; }
+  float derivative(float d) const { return d / std::sqrt(d * d + cf2); }
+  float c;
+  double c2;
+  float cf2;
+};
+
+}  // namespace
+
 Var mse_loss(const Var& pred, const Var& target) {
-  return pointwise_loss(
-      pred, target, "mse_loss", [](float d) { return static_cast<double>(d) * d; },
-      [](float d) { return 2.0f * d; });
+  return pointwise_loss(pred, target, "mse_loss", SquaredError{}, [](float d) { return SquaredError::derivative(d); });
 }
 
 Var pseudo_huber_loss(const Var& pred, const Var& target, float c) {
-  if (!(c > 0.0f))
-    throw Error("pseudo_huber_loss: c must be positive, got " + std::to_string(c));
-  const double c2 = static_cast<double>(c) * c;
-  const float cf2 = c * c;
-  return pointwise_loss(
-      pred, target, "pseudo_huber_loss",
-      [c, c2](float d) { return std::sqrt(static_cast<double>(d) * d + c2) - c; },
-      [cf2](float d) { return d / std::sqrt(d * d + cf2); });
+  const PseudoHuber h(c, "pseudo_huber_loss");
+  return pointwise_loss(pred, target, "pseudo_huber_loss", h, [h](float d) { return h.derivative(d); });
 }
 
 Var mse_per_sample(const Var& pred, const Var& target) {
-  return per_sample_loss(
-      pred, target, "mse_per_sample", [](float d) { return static_cast<double>(d) * d; },
-      [](float d) { return 2.0f * d; });
+  return per_sample_loss(pred, target, "mse_per_sample", SquaredError{},
+                         [](float d) { return SquaredError::derivative(d); });
 }
 
 Var pseudo_huber_per_sample(const Var& pred, const Var& target, float c) {
-  if (!(c > 0.0f))
-    throw Error("pseudo_huber_per_sample: c must be positive, got " + std::to_string(c));
-  const double c2 = static_cast<double>(c) * c;
-  const float cf2 = c * c;
-  return per_sample_loss(
-      pred, target, "pseudo_huber_per_sample",
-      [c, c2](float d) { return std::sqrt(static_cast<double>(d) * d + c2) - c; },
-      [cf2](float d) { return d / std::sqrt(d * d + cf2); });
+  const PseudoHuber h(c, "pseudo_huber_per_sample");
+  return per_sample_loss(pred, target, "pseudo_huber_per_sample", h, [h](float d) { return h.derivative(d); });
 }
 
 }  // namespace diffusion
