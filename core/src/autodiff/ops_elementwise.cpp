@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "diffusion/autodiff/autodiff.hpp"
-#include "tensor/fast_math.hpp"
+#include "autodiff/fast_math.hpp"
 
 namespace diffusion {
 namespace {

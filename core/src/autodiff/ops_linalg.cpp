@@ -9,7 +9,7 @@
 
 #include "diffusion/autodiff/autodiff.hpp"
 #include "diffusion/tensor/parallel.hpp"
-#include "tensor/fast_math.hpp"
+#include "autodiff/fast_math.hpp"
 
 namespace diffusion {
 namespace {

@@ -1,9 +1,6 @@
-// The classic parameterisations as preconditionings, each with closed forms, registered when
-// the registries are first used.
+// The classic parameterisations as preconditionings, each with closed forms.
 #include "diffusion/model/predictions.hpp"
 
-#include "diffusion/io/config.hpp"
-#include "diffusion/plugin/registries.hpp"
 
 namespace diffusion {
 
@@ -93,11 +90,6 @@ std::shared_ptr<const Preconditioning> make_prediction(const std::string& name) 
   if (name == "score") return std::make_shared<ScorePrediction>();
   if (name == "velocity") return std::make_shared<VelocityPrediction>();
   throw Error("unknown prediction '" + name + "' (expected eps, score, v, velocity or x0)");
-}
-
-void register_core_preconditionings(Registries& regs) {
-  for (const char* name : {"eps", "x0", "v", "score", "velocity"})
-    regs.preconditionings.add(name, [name](const ConfigNode&, const BuildContext&) { return make_prediction(name); });
 }
 
 }  // namespace diffusion

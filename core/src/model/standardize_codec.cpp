@@ -1,12 +1,9 @@
-// The core's codecs: `standardize` (per coordinate, per channel or one scalar) and `identity`,
-// registered when the registries are first used.
+// The core's codecs: `standardize` (per coordinate, per channel or one scalar) and `identity`.
 #include <algorithm>
 #include <cmath>
 
-#include "diffusion/io/config.hpp"
 #include "diffusion/io/hdf5_io.hpp"
 #include "diffusion/model/codec.hpp"
-#include "diffusion/plugin/registries.hpp"
 
 namespace diffusion {
 namespace {
@@ -26,7 +23,7 @@ void require_codec(const H5::Group& g, const std::string& mine) {
 /// draws of the data set, in double; the map itself runs in float.
 class StandardizeCodec : public Codec {
  public:
-  enum class Per { coordinate, channel, all };
+  using Per = StandardizePer;
   StandardizeCodec(Per per, std::size_t samples) : per_(per), samples_(samples) {}
 
   Shape encoded_shape(const Shape& data_shape) const override {
@@ -129,19 +126,11 @@ class IdentityCodec : public Codec {
 
 }  // namespace
 
-void register_core_codecs(Registries& regs) {
-  regs.codecs.add("standardize", [](const ConfigNode& c, const BuildContext& ctx) {
-    const std::string per = c.get_choice("per", "coordinate", {"coordinate", "channel", "all"});
-    if (per == "channel" && !ctx.data_shape.empty() && ctx.data_shape.size() < 2)
-      c.at("per").error("per: channel needs samples with channels (C, H, W); this data set's have shape " +
-                        shape_str(ctx.data_shape) + " (use per: coordinate or per: all)");
-    const auto samples = static_cast<std::size_t>(c.get_int("samples", 20000, 2, 100000000));
-    return std::make_shared<StandardizeCodec>(per == "coordinate" ? StandardizeCodec::Per::coordinate
-                                              : per == "channel"  ? StandardizeCodec::Per::channel
-                                                                  : StandardizeCodec::Per::all,
-                                              samples);
-  });
-  regs.codecs.add("identity", [](const ConfigNode&, const BuildContext&) { return std::make_shared<IdentityCodec>(); });
+std::shared_ptr<Codec> make_standardize_codec(StandardizePer per, std::size_t samples) {
+  if (samples < 2) throw Error("codec standardize: at least 2 samples are needed for the statistics");
+  return std::make_shared<StandardizeCodec>(per, samples);
 }
+
+std::shared_ptr<Codec> make_identity_codec() { return std::make_shared<IdentityCodec>(); }
 
 }  // namespace diffusion

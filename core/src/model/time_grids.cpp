@@ -1,12 +1,10 @@
-// The core's time grids (time_grid.hpp lists them), registered when the registries are first used.
+// The core's time grids (time_grid.hpp lists them).
 #include <cmath>
 #include <cstdint>
 #include <numeric>
 
-#include "diffusion/io/config.hpp"
 #include "diffusion/io/text.hpp"
 #include "diffusion/model/time_grid.hpp"
-#include "diffusion/plugin/registries.hpp"
 
 namespace diffusion {
 namespace {
@@ -124,49 +122,26 @@ class ListGrid : public TimeGrid {
   std::vector<double> times_;
 };
 
-/// A list of strictly decreasing times under `key`, at least `min_size` of them.
-std::vector<double> decreasing_times(const ConfigNode& c, const std::string& key, std::size_t min_size) {
-  const std::vector<double> t = c.get_double_list(key);
-  if (t.size() < min_size)
-    c.at(key).error("expected at least " + std::to_string(min_size) + " strictly decreasing times");
-  for (std::size_t i = 1; i < t.size(); ++i)
-    if (!(t[i] < t[i - 1]))
-      c.at(key).error("expected strictly decreasing times; entry " + std::to_string(i + 1) + " (" +
-                      format_number(t[i]) + ") follows " + format_number(t[i - 1]));
-  return t;
-}
-
 }  // namespace
 
+std::shared_ptr<TimeGrid> make_linear_grid() { return std::make_shared<LinearGrid>(); }
+std::shared_ptr<TimeGrid> make_quadratic_grid() { return std::make_shared<QuadraticGrid>(); }
+std::shared_ptr<TimeGrid> make_log_snr_grid() { return std::make_shared<LogSnrGrid>(); }
+std::shared_ptr<TimeGrid> make_karras_grid(double rho, double sigma_min, double sigma_max) {
+  if (!(rho > 0)) throw Error("karras grid: rho must be > 0, got " + format_number(rho));
+  return std::make_shared<KarrasGrid>(rho, sigma_min, sigma_max);
+}
+std::shared_ptr<TimeGrid> make_piecewise_grid(std::vector<double> times, std::vector<double> shares) {
+  if (times.size() < 2 || shares.size() != times.size() - 1)
+    throw Error("piecewise grid: expected at least two times and one share per interval between them");
+  for (std::size_t i = 1; i < times.size(); ++i)
+    if (!(times[i] < times[i - 1])) throw Error("piecewise grid: times must strictly decrease");
+  for (const double w : shares)
+    if (!(w > 0.0)) throw Error("piecewise grid: shares must be positive, got " + format_number(w));
+  return std::make_shared<PiecewiseGrid>(std::move(times), std::move(shares));
+}
 std::shared_ptr<TimeGrid> make_list_grid(std::vector<double> times) {
   return std::make_shared<ListGrid>(std::move(times));
-}
-
-void register_core_time_grids(Registries& regs) {
-  regs.time_grids.add("linear", [](const ConfigNode&, const BuildContext&) { return std::make_shared<LinearGrid>(); });
-  regs.time_grids.add("quadratic",
-                      [](const ConfigNode&, const BuildContext&) { return std::make_shared<QuadraticGrid>(); });
-  regs.time_grids.add("log_snr", [](const ConfigNode&, const BuildContext&) { return std::make_shared<LogSnrGrid>(); });
-  regs.time_grids.add("karras", [](const ConfigNode& c, const BuildContext&) {
-    const double rho = c.get_double("rho", 7.0, Interval::greater_than(0));
-    const double s_min = c.get_double("sigma_min", 0.0, Interval::at_least(0));
-    const double s_max = c.get_double("sigma_max", 0.0, Interval::at_least(0));
-    if (s_min > 0 && s_max > 0 && !(s_min < s_max)) c.at("sigma_min").error("expected sigma_min < sigma_max");
-    return std::make_shared<KarrasGrid>(rho, s_min, s_max);
-  });
-  regs.time_grids.add("piecewise", [](const ConfigNode& c, const BuildContext&) {
-    std::vector<double> times = decreasing_times(c, "times", 2);
-    std::vector<double> shares = c.get_double_list("shares");
-    if (shares.size() != times.size() - 1)
-      c.at("shares").error("expected one share per interval between the times (" + std::to_string(times.size() - 1) +
-                           "), got " + std::to_string(shares.size()));
-    for (const double w : shares)
-      if (!(w > 0.0)) c.at("shares").error("expected positive shares, got " + format_number(w));
-    return std::make_shared<PiecewiseGrid>(std::move(times), std::move(shares));
-  });
-  regs.time_grids.add("list", [](const ConfigNode& c, const BuildContext&) {
-    return make_list_grid(decreasing_times(c, "times", 1));
-  });
 }
 
 }  // namespace diffusion

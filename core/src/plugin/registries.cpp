@@ -2,11 +2,7 @@
 
 namespace diffusion {
 
-// Each in the file that defines the components.
-void register_core_metrics(Registries& regs);           // metrics/registration.cpp
-void register_core_time_grids(Registries& regs);        // model/time_grids.cpp
-void register_core_preconditionings(Registries& regs);  // model/preconditioning.cpp
-void register_core_codecs(Registries& regs);            // model/standardize_codec.cpp
+void register_core_components(Registries& regs);  // core_components.cpp
 
 void Registries::remove_origin(const std::string& origin) {
   datasets.remove_origin(origin);
@@ -25,10 +21,7 @@ Registries& registries() {
     // Never destroyed: plugin objects may outlive static destruction order, and tearing the
     // tables down at exit would unload libraries whose code is still on the stack.
     auto* r = new Registries();
-    register_core_metrics(*r);
-    register_core_time_grids(*r);
-    register_core_preconditionings(*r);
-    register_core_codecs(*r);
+    register_core_components(*r);
     return r;
   }();
   return *regs;

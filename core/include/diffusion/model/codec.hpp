@@ -3,6 +3,9 @@
 // (per coordinate for points, per channel for images, or one scalar), or later a trained
 // autoencoder (latent diffusion). The run fits it once, encodes each batch of data as it is
 // drawn, and decodes samples (and trajectories) before they are written or measured.
+#include <cstddef>
+#include <memory>
+
 #include <H5Cpp.h>
 
 #include "diffusion/model/dataset.hpp"
@@ -28,5 +31,15 @@ class Codec {
   virtual void save(const H5::Group& g) const = 0;
   virtual void load(const H5::Group& g, const Shape& data_shape) = 0;
 };
+
+// The core's codecs (registered as standardize and identity).
+
+/// How `standardize` groups values: one mean and standard deviation per coordinate of a sample
+/// (each value of a point, each pixel of an image), per image channel, or one for all values.
+enum class StandardizePer { coordinate, channel, all };
+/// x -> (x - mean) / std per group, statistics from `samples` draws of the data set.
+std::shared_ptr<Codec> make_standardize_codec(StandardizePer per, std::size_t samples = 20000);
+/// The data as they are.
+std::shared_ptr<Codec> make_identity_codec();
 
 }  // namespace diffusion

@@ -36,7 +36,14 @@ class TimeGrid {
   virtual std::vector<double> make(const Path& path, std::size_t steps) const = 0;
 };
 
-/// The `list` grid: exactly these times (strictly decreasing; checked against a path by times()).
+// The core's grids (registered under the names above); each constructor checks its arguments.
+std::shared_ptr<TimeGrid> make_linear_grid();
+std::shared_ptr<TimeGrid> make_quadratic_grid();
+std::shared_ptr<TimeGrid> make_log_snr_grid();
+/// sigma_min, sigma_max: 0 takes the path's own sigma / alpha at t_min, t_max.
+std::shared_ptr<TimeGrid> make_karras_grid(double rho = 7.0, double sigma_min = 0.0, double sigma_max = 0.0);
+std::shared_ptr<TimeGrid> make_piecewise_grid(std::vector<double> times, std::vector<double> shares);
+/// Exactly these times (strictly decreasing; checked against a path by times()).
 std::shared_ptr<TimeGrid> make_list_grid(std::vector<double> times);
 
 }  // namespace diffusion

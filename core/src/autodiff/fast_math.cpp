@@ -1,5 +1,5 @@
 // The activation loops of fast_math.hpp, one counted loop per function so each vectorises.
-#include "tensor/fast_math.hpp"
+#include "autodiff/fast_math.hpp"
 
 namespace diffusion::fast {
 

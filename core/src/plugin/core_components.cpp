@@ -1,0 +1,112 @@
+// The core's own components under their YAML names, read from their config nodes: metrics, time
+// grids, preconditionings and codecs. Registered when the registries are first used.
+#include "diffusion/io/config.hpp"
+#include "diffusion/io/text.hpp"
+#include "diffusion/metrics/metrics.hpp"
+#include "diffusion/model/predictions.hpp"
+#include "diffusion/plugin/registries.hpp"
+
+namespace diffusion {
+namespace {
+
+/// A metric from a plain function of (samples, reference, rng).
+template <class F>
+class FunctionMetric : public Metric {
+ public:
+  explicit FunctionMetric(F f) : f_(std::move(f)) {}
+  double compute(const Tensor& x, const Tensor& y, Rng& rng) const override { return f_(x, y, rng); }
+
+ private:
+  F f_;
+};
+
+template <class F>
+std::shared_ptr<Metric> make_metric(F f) {
+  return std::make_shared<FunctionMetric<F>>(std::move(f));
+}
+
+void register_metrics(Registries& regs) {
+  regs.metrics.add("w2", [](const ConfigNode&, const BuildContext&) {
+    return make_metric([](const Tensor& x, const Tensor& y, Rng&) { return w2_exact(x, y); });
+  });
+  regs.metrics.add("sliced_w2", [](const ConfigNode& c, const BuildContext&) {
+    const auto p = static_cast<std::size_t>(c.get_int("projections", 512, 1, 1 << 20));
+    return make_metric([p](const Tensor& x, const Tensor& y, Rng& rng) { return sliced_w2(x, y, p, rng); });
+  });
+  regs.metrics.add("mmd", [](const ConfigNode& c, const BuildContext&) {
+    const auto bw = c.get_double_list("bandwidths", default_mmd_bandwidths(), 1e-12);
+    return make_metric([bw](const Tensor& x, const Tensor& y, Rng&) { return mmd_rbf(x, y, bw); });
+  });
+  regs.metrics.add("energy", [](const ConfigNode&, const BuildContext&) {
+    return make_metric([](const Tensor& x, const Tensor& y, Rng&) { return energy_distance(x, y); });
+  });
+}
+
+/// A list of strictly decreasing times under `key`, at least `min_size` of them.
+std::vector<double> decreasing_times(const ConfigNode& c, const std::string& key, std::size_t min_size) {
+  const std::vector<double> t = c.get_double_list(key);
+  if (t.size() < min_size)
+    c.at(key).error("expected at least " + std::to_string(min_size) + " strictly decreasing times");
+  for (std::size_t i = 1; i < t.size(); ++i)
+    if (!(t[i] < t[i - 1]))
+      c.at(key).error("expected strictly decreasing times; entry " + std::to_string(i + 1) + " (" +
+                      format_number(t[i]) + ") follows " + format_number(t[i - 1]));
+  return t;
+}
+
+void register_time_grids(Registries& regs) {
+  regs.time_grids.add("linear", [](const ConfigNode&, const BuildContext&) { return make_linear_grid(); });
+  regs.time_grids.add("quadratic", [](const ConfigNode&, const BuildContext&) { return make_quadratic_grid(); });
+  regs.time_grids.add("log_snr", [](const ConfigNode&, const BuildContext&) { return make_log_snr_grid(); });
+  regs.time_grids.add("karras", [](const ConfigNode& c, const BuildContext&) {
+    const double rho = c.get_double("rho", 7.0, Interval::greater_than(0));
+    const double s_min = c.get_double("sigma_min", 0.0, Interval::at_least(0));
+    const double s_max = c.get_double("sigma_max", 0.0, Interval::at_least(0));
+    if (s_min > 0 && s_max > 0 && !(s_min < s_max)) c.at("sigma_min").error("expected sigma_min < sigma_max");
+    return make_karras_grid(rho, s_min, s_max);
+  });
+  regs.time_grids.add("piecewise", [](const ConfigNode& c, const BuildContext&) {
+    std::vector<double> times = decreasing_times(c, "times", 2);
+    std::vector<double> shares = c.get_double_list("shares");
+    if (shares.size() != times.size() - 1)
+      c.at("shares").error("expected one share per interval between the times (" + std::to_string(times.size() - 1) +
+                           "), got " + std::to_string(shares.size()));
+    for (const double w : shares)
+      if (!(w > 0.0)) c.at("shares").error("expected positive shares, got " + format_number(w));
+    return make_piecewise_grid(std::move(times), std::move(shares));
+  });
+  regs.time_grids.add("list", [](const ConfigNode& c, const BuildContext&) {
+    return make_list_grid(decreasing_times(c, "times", 1));
+  });
+}
+
+void register_preconditionings(Registries& regs) {
+  for (const char* name : {"eps", "x0", "v", "score", "velocity"})
+    regs.preconditionings.add(name, [name](const ConfigNode&, const BuildContext&) { return make_prediction(name); });
+}
+
+void register_codecs(Registries& regs) {
+  regs.codecs.add("standardize", [](const ConfigNode& c, const BuildContext& ctx) {
+    const std::string per = c.get_choice("per", "coordinate", {"coordinate", "channel", "all"});
+    if (per == "channel" && !ctx.data_shape.empty() && ctx.data_shape.size() < 2)
+      c.at("per").error("per: channel needs samples with channels (C, H, W); this data set's have shape " +
+                        shape_str(ctx.data_shape) + " (use per: coordinate or per: all)");
+    const auto samples = static_cast<std::size_t>(c.get_int("samples", 20000, 2, 100000000));
+    return make_standardize_codec(per == "coordinate" ? StandardizePer::coordinate
+                                  : per == "channel"  ? StandardizePer::channel
+                                                      : StandardizePer::all,
+                                  samples);
+  });
+  regs.codecs.add("identity", [](const ConfigNode&, const BuildContext&) { return make_identity_codec(); });
+}
+
+}  // namespace
+
+void register_core_components(Registries& regs) {
+  register_metrics(regs);
+  register_time_grids(regs);
+  register_preconditionings(regs);
+  register_codecs(regs);
+}
+
+}  // namespace diffusion
