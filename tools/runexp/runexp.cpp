@@ -83,9 +83,11 @@ void print_summary(const RunResult& r) {
     for (const auto& [name, v] : metrics) std::cout << "  " << name << " " << v;
     std::cout << "\n";
   }
+  // The floor as name=value, so that a reader of the samplers' "metric value" pairs does not
+  // take the floor's for a sampler's.
   if (!r.floor.empty()) {
-    std::cout << "floor (fresh data):";
-    for (const auto& [name, v] : r.floor) std::cout << "  " << name << " " << v;
+    std::cout << "metric floor, fresh data:";
+    for (const auto& [name, v] : r.floor) std::cout << "  " << name << "=" << v;
     std::cout << "\n";
   }
   std::cout.unsetf(std::ios::floatfield);
