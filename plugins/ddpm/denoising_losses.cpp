@@ -45,9 +45,8 @@ std::shared_ptr<Loss> make_fixed(const ConfigNode& c, const BuildContext&) {
 }
 
 std::shared_ptr<Loss> make_mse(const ConfigNode& c, const BuildContext& ctx) {
-  static const Config eps = Config::load_string("type: eps", "<default preconditioning>");
   const auto node = c.find("preconditioning");
-  auto pre = registries().preconditionings.create(node ? *node : eps.root(), ctx);
+  auto pre = node ? registries().preconditionings.create(*node, ctx) : make_prediction("eps");
   return std::make_shared<DenoisingLoss>(std::move(pre), read_low_discrepancy(c));
 }
 

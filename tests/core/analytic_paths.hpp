@@ -28,4 +28,14 @@ struct VeLinear : Path {
   double t_max() const override { return 80.0; }
 };
 
+/// Linear flow matching (rectified flow): alpha = 1 - t, sigma = t on [1e-3, 1 - 1e-3].
+struct LinearFlow : Path {
+  double alpha(double t) const override { return 1 - t; }
+  double sigma(double t) const override { return t; }
+  double alpha_deriv(double) const override { return -1.0; }
+  double sigma_deriv(double) const override { return 1.0; }
+  double t_min() const override { return 1e-3; }
+  double t_max() const override { return 1 - 1e-3; }
+};
+
 }  // namespace diffusion::testing

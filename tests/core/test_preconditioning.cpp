@@ -27,16 +27,6 @@ using Catch::Matchers::WithinRel;
 
 namespace {
 
-/// Linear flow matching: alpha = 1 - t, sigma = t.
-struct LinearFlow : Path {
-  double alpha(double t) const override { return 1 - t; }
-  double sigma(double t) const override { return t; }
-  double alpha_deriv(double) const override { return -1.0; }
-  double sigma_deriv(double) const override { return 1.0; }
-  double t_min() const override { return 1e-3; }
-  double t_max() const override { return 1 - 1e-3; }
-};
-
 /// Neither VP nor VE (alpha^2 + sigma^2 != 1, alpha != 1), with a network time of its own
 /// (1000 t), so c_noise = network_time(t) is told apart from t.
 struct Skewed : Path {

@@ -18,6 +18,18 @@ void require_same_shape(const Tensor& a, const Tensor& b, const char* op) {
                 " differ (pred and target must have the same shape)");
 }
 
+// A loss of d = pred - target: its gradient gp goes to pred and -gp to target (each if wanted).
+void give_difference_grads(Node* pred, Node* target, Tensor&& gp) {
+  if (target) {
+    Tensor gt = Tensor::from_shape(shape_of(gp));
+    const float* o = gp.data();
+    float* q = gt.data();
+    for (std::size_t i = 0, n = gt.size(); i < n; ++i) q[i] = -o[i];
+    give_grad(*target, std::move(gt));
+  }
+  if (pred) give_grad(*pred, std::move(gp));
+}
+
 // mean(phi(pred - target)) with phi'(d) given, gradients to both inputs.
 template <class Phi, class DPhi>
 Var pointwise_loss(const Var& pred, const Var& target, const char* op, Phi phi, DPhi dphi) {
@@ -42,13 +54,7 @@ Var pointwise_loss(const Var& pred, const Var& target, const char* op, Phi phi, 
                        float* o = gp.data();
                        for (std::size_t i = 0, n = gp.size(); i < n; ++i)
                          o[i] = scale * dphi(pp[i] - pt[i]);
-                       if (nt) {
-                         Tensor gt = Tensor::from_shape(p.shape());
-                         float* q = gt.data();
-                         for (std::size_t i = 0, n = gt.size(); i < n; ++i) q[i] = -o[i];
-                         give_grad(*nt, std::move(gt));
-                       }
-                       if (np) give_grad(*np, std::move(gp));
+                       give_difference_grads(np, nt, std::move(gp));
                      });
 }
 
@@ -84,13 +90,7 @@ Var per_sample_loss(const Var& pred, const Var& target, const char* op, Phi phi,
       const float scale = g[r] * inv_d;
       for (std::size_t j = r * d; j < (r + 1) * d; ++j) o[j] = scale * dphi(pp[j] - pt[j]);
     }
-    if (nt) {
-      Tensor gt = Tensor::from_shape(p.shape());
-      float* q = gt.data();
-      for (std::size_t i = 0, n = gt.size(); i < n; ++i) q[i] = -o[i];
-      give_grad(*nt, std::move(gt));
-    }
-    if (np) give_grad(*np, std::move(gp));
+    give_difference_grads(np, nt, std::move(gp));
   });
 }
 

@@ -48,24 +48,20 @@ NetworkDenoiser::NetworkDenoiser(std::shared_ptr<Network> network, std::shared_p
   if (!net_ || !path_ || !pre_) throw Error("NetworkDenoiser: network, path and preconditioning are required");
 }
 
-void NetworkDenoiser::prepare(std::size_t n, const Times& t, Tensor& c_in, Tensor& c_noise, bool& unit_c_in,
-                              std::vector<Readout, PoolAllocator<Readout>>& readouts) const {
-  c_in = Tensor::from_shape({n});
-  c_noise = Tensor::from_shape({n});
-  readouts.resize(n);
-  unit_c_in = true;
-  for (std::size_t i = 0; i < n; ++i) {
-    // Rows usually share a time: reuse the previous row's numbers then.
+NetworkDenoiser::TimeRuns NetworkDenoiser::prepare(const Times& t, Tensor& c_noise) const {
+  c_noise = Tensor::from_shape({t.size()});
+  TimeRuns runs;
+  for (std::size_t i = 0; i < t.size(); ++i) {
     if (i > 0 && t[i] == t[i - 1]) {
-      c_in(i) = c_in(i - 1), c_noise(i) = c_noise(i - 1), readouts[i] = readouts[i - 1];
+      c_noise(i) = c_noise(i - 1);
+      runs.back().end = i + 1;
       continue;
     }
     const Scalings k = pre_->scalings(*path_, t[i]);
-    c_in(i) = static_cast<float>(k.c_in);
     c_noise(i) = static_cast<float>(k.c_noise);
-    readouts[i] = pre_->readout(*path_, t[i]);
-    unit_c_in = unit_c_in && k.c_in == 1.0;
+    runs.push_back({i, i + 1, k.c_in, pre_->readout(*path_, t[i])});
   }
+  return runs;
 }
 
 namespace {
@@ -75,58 +71,47 @@ void read_out(const LinearReadout& r, const float* x, const float* y, float* out
   for (std::size_t j = 0; j < count; ++j) out[j] = static_cast<float>((r.x * x[j] + r.f * y[j]) / r.div);
 }
 
-bool one_time(const Times& t) {
-  for (std::size_t i = 1; i < t.size(); ++i)
-    if (t[i] != t[0]) return false;
-  return true;
-}
-
 }  // namespace
 
 void NetworkDenoiser::predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const {
   check_batch(x, t, c);
   NoGradScope no_grad;
   const std::size_t n = x.shape()[0], per = x.size() / std::max<std::size_t>(n, 1);
-  // A sampler's rows usually share one time: then one set of numbers serves the whole batch.
-  const bool shared = one_time(t);
-  Tensor c_in, c_noise;
-  bool unit = true;
-  std::vector<Readout, PoolAllocator<Readout>> r;
-  prepare(shared ? std::min<std::size_t>(n, 1) : n, t, c_in, c_noise, unit, r);
-  if (shared && n > 1) c_noise = full({n}, c_noise(0));
+  Tensor c_noise;
+  const TimeRuns runs = prepare(t, c_noise);
   Tensor input = x;
-  if (!unit)
-    for (std::size_t i = 0; i < n; ++i)
-      for (std::size_t j = 0; j < per; ++j) input.data()[i * per + j] *= c_in(shared ? 0 : i);
+  for (const TimeRun& run : runs)
+    if (run.c_in != 1.0)
+      for (std::size_t j = run.begin * per; j < run.end * per; ++j) input.data()[j] *= static_cast<float>(run.c_in);
   const Var f = net_->forward(Var(std::move(input)), c_noise, c);
   const Tensor& y = f.value();
   if (y.size() != x.size())
     throw Error("denoiser: network output " + shape_str(y) + " does not match its input " + shape_str(x));
   reuse(out.x0, x);
   reuse(out.eps, x);
-  if (shared && n > 0) {
-    read_out(r[0].x0, x.data(), y.data(), out.x0.data(), x.size());
-    read_out(r[0].eps, x.data(), y.data(), out.eps.data(), x.size());
-    return;
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    read_out(r[i].x0, x.data() + i * per, y.data() + i * per, out.x0.data() + i * per, per);
-    read_out(r[i].eps, x.data() + i * per, y.data() + i * per, out.eps.data() + i * per, per);
+  for (const TimeRun& run : runs) {
+    const std::size_t at = run.begin * per, count = (run.end - run.begin) * per;
+    read_out(run.readout.x0, x.data() + at, y.data() + at, out.x0.data() + at, count);
+    read_out(run.readout.eps, x.data() + at, y.data() + at, out.eps.data() + at, count);
   }
 }
 
 PredictionVar NetworkDenoiser::predict_var(const Var& x, const Times& t, const Condition& c) const {
   check_batch(x.value(), t, c);
   const std::size_t n = x.value().shape()[0], rank = x.value().dimension();
-  Tensor c_in, c_noise;
-  bool unit = true;
-  std::vector<Readout, PoolAllocator<Readout>> r;
-  prepare(n, t, c_in, c_noise, unit, r);
+  Tensor c_noise;
+  const TimeRuns runs = prepare(t, c_noise);
+  // Per-row columns of the coefficients, to broadcast against the batch on the graph.
   std::vector<double> cin(n), x0x(n), x0f(n), ex(n), ef(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    cin[i] = c_in(i);
-    x0x[i] = r[i].x0.x / r[i].x0.div, x0f[i] = r[i].x0.f / r[i].x0.div;
-    ex[i] = r[i].eps.x / r[i].eps.div, ef[i] = r[i].eps.f / r[i].eps.div;
+  bool unit = true;
+  for (const TimeRun& run : runs) {
+    unit = unit && run.c_in == 1.0;
+    const Readout& r = run.readout;
+    for (std::size_t i = run.begin; i < run.end; ++i) {
+      cin[i] = static_cast<float>(run.c_in);
+      x0x[i] = r.x0.x / r.x0.div, x0f[i] = r.x0.f / r.x0.div;
+      ex[i] = r.eps.x / r.eps.div, ef[i] = r.eps.f / r.eps.div;
+    }
   }
   const Var input = unit ? x : x * Var(column(cin, rank));
   const Var f = net_->forward(input, c_noise, c);

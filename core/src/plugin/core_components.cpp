@@ -4,6 +4,7 @@
 #include "diffusion/io/text.hpp"
 #include "diffusion/metrics/metrics.hpp"
 #include "diffusion/model/predictions.hpp"
+#include "diffusion/plugin/sampler_options.hpp"
 #include "diffusion/plugin/registries.hpp"
 
 namespace diffusion {
@@ -42,18 +43,6 @@ void register_metrics(Registries& regs) {
   });
 }
 
-/// A list of strictly decreasing times under `key`, at least `min_size` of them.
-std::vector<double> decreasing_times(const ConfigNode& c, const std::string& key, std::size_t min_size) {
-  const std::vector<double> t = c.get_double_list(key);
-  if (t.size() < min_size)
-    c.at(key).error("expected at least " + std::to_string(min_size) + " strictly decreasing times");
-  for (std::size_t i = 1; i < t.size(); ++i)
-    if (!(t[i] < t[i - 1]))
-      c.at(key).error("expected strictly decreasing times; entry " + std::to_string(i + 1) + " (" +
-                      format_number(t[i]) + ") follows " + format_number(t[i - 1]));
-  return t;
-}
-
 void register_time_grids(Registries& regs) {
   regs.time_grids.add("linear", [](const ConfigNode&, const BuildContext&) { return make_linear_grid(); });
   regs.time_grids.add("quadratic", [](const ConfigNode&, const BuildContext&) { return make_quadratic_grid(); });
@@ -66,7 +55,7 @@ void register_time_grids(Registries& regs) {
     return make_karras_grid(rho, s_min, s_max);
   });
   regs.time_grids.add("piecewise", [](const ConfigNode& c, const BuildContext&) {
-    std::vector<double> times = decreasing_times(c, "times", 2);
+    std::vector<double> times = read_decreasing_times(c, "times", 2);
     std::vector<double> shares = c.get_double_list("shares");
     if (shares.size() != times.size() - 1)
       c.at("shares").error("expected one share per interval between the times (" + std::to_string(times.size() - 1) +
@@ -76,7 +65,7 @@ void register_time_grids(Registries& regs) {
     return make_piecewise_grid(std::move(times), std::move(shares));
   });
   regs.time_grids.add("list", [](const ConfigNode& c, const BuildContext&) {
-    return make_list_grid(decreasing_times(c, "times", 1));
+    return make_list_grid(read_decreasing_times(c, "times", 1));
   });
 }
 
@@ -88,14 +77,18 @@ void register_preconditionings(Registries& regs) {
 void register_codecs(Registries& regs) {
   regs.codecs.add("standardize", [](const ConfigNode& c, const BuildContext& ctx) {
     const std::string per = c.get_choice("per", "coordinate", {"coordinate", "channel", "all"});
-    if (per == "channel" && !ctx.data_shape.empty() && ctx.data_shape.size() < 2)
-      c.at("per").error("per: channel needs samples with channels (C, H, W); this data set's have shape " +
-                        shape_str(ctx.data_shape) + " (use per: coordinate or per: all)");
     const auto samples = static_cast<std::size_t>(c.get_int("samples", 20000, 2, 100000000));
-    return make_standardize_codec(per == "coordinate" ? StandardizePer::coordinate
-                                  : per == "channel"  ? StandardizePer::channel
-                                                      : StandardizePer::all,
-                                  samples);
+    auto codec = make_standardize_codec(per == "coordinate" ? StandardizePer::coordinate
+                                        : per == "channel"  ? StandardizePer::channel
+                                                            : StandardizePer::all,
+                                        samples);
+    // The codec's own check of the data's shape, reported at `per`.
+    try {
+      if (!ctx.data_shape.empty()) codec->encoded_shape(ctx.data_shape);
+    } catch (const Error& e) {
+      c.at("per").error(e.what());
+    }
+    return codec;
   });
   regs.codecs.add("identity", [](const ConfigNode&, const BuildContext&) { return make_identity_codec(); });
 }

@@ -6,31 +6,33 @@
 
 namespace diffusion {
 
+std::vector<double> read_decreasing_times(const ConfigNode& c, const std::string& key, std::size_t min_size) {
+  const std::vector<double> t = c.get_double_list(key);
+  if (t.size() < min_size)
+    c.at(key).error(min_size == 1 ? std::string("expected a non-empty list of strictly decreasing times")
+                                  : "expected at least " + std::to_string(min_size) + " strictly decreasing times");
+  for (std::size_t i = 1; i < t.size(); ++i)
+    if (!(t[i] < t[i - 1]))
+      c.at(key).error("expected strictly decreasing times; entry " + std::to_string(i + 1) + " (" +
+                      format_number(t[i]) + ") follows " + format_number(t[i - 1]));
+  return t;
+}
+
 GridOption read_time_grid(const ConfigNode& c, std::int64_t default_steps, const BuildContext& ctx) {
   GridOption g;
   g.steps = static_cast<std::size_t>(c.get_int("steps", default_steps, default_steps == 0 ? 0 : 1, 1000000));
-  if (c.has("timesteps")) {
-    const std::vector<double> times = c.get_double_list("timesteps");
-    if (times.empty()) c.at("timesteps").error("expected a non-empty list of strictly decreasing times");
-    for (std::size_t i = 1; i < times.size(); ++i)
-      if (!(times[i] < times[i - 1]))
-        c.at("timesteps").error("expected strictly decreasing times; entry " + std::to_string(i + 1) + " (" +
-                                format_number(times[i]) + ") follows " + format_number(times[i - 1]));
-    if (c.has("steps") && g.steps != times.size())
-      c.at("steps").error("steps is " + std::to_string(g.steps) + " but timesteps lists " +
-                          std::to_string(times.size()) + " times; give one of the two");
+  const bool listed = c.has("timesteps");
+  if (listed) {
     if (c.has("spacing")) c.at("spacing").error("spacing and timesteps exclude each other");
-    g.steps = times.size();
-    g.grid = make_list_grid(times);
-    return g;
+    g.grid = make_list_grid(read_decreasing_times(c, "timesteps", 1));
+  } else {
+    const auto spacing = c.find("spacing");
+    g.grid = spacing ? registries().time_grids.create(*spacing, ctx) : make_linear_grid();
   }
-  static const Config linear = Config::load_string("type: linear", "<default spacing>");
-  const auto spacing = c.find("spacing");
-  g.grid = registries().time_grids.create(spacing ? *spacing : linear.root(), ctx);
   if (g.grid->fixed_steps()) {
     if (c.has("steps") && g.steps != g.grid->fixed_steps())
-      c.at("steps").error("steps is " + std::to_string(g.steps) + " but the spacing lists " +
-                          std::to_string(g.grid->fixed_steps()) + " times; give one of the two");
+      c.at("steps").error("steps is " + std::to_string(g.steps) + " but " + (listed ? "timesteps" : "the spacing") +
+                          " lists " + std::to_string(g.grid->fixed_steps()) + " times; give one of the two");
     g.steps = g.grid->fixed_steps();
   }
   return g;

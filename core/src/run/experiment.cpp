@@ -187,10 +187,9 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
   BuildContext ctx;
   ctx.rng = &init;
   ex.dataset = regs.datasets.create(root.at("dataset"), ctx);
-  static const Config default_codec = Config::load_string("type: standardize", "<default codec>");
   ctx.data_shape = ex.dataset->sample_shape();  // the codec's input; after it, the model's space
   const auto codec_node = root.find("codec");
-  ex.codec = regs.codecs.create(codec_node ? *codec_node : default_codec.root(), ctx);
+  ex.codec = codec_node ? regs.codecs.create(*codec_node, ctx) : make_standardize_codec(StandardizePer::coordinate);
   try {
     ctx.data_shape = ex.codec->encoded_shape(ex.dataset->sample_shape());
   } catch (const ConfigError&) {

@@ -57,18 +57,6 @@ bool valid_slot_name(const std::string& s) {
 
 }  // namespace
 
-void load_model_group(const std::string& file, const std::string& group, Module& module) {
-  H5::Exception::dontPrint();
-  try {
-    H5::H5File f(file, H5F_ACC_RDONLY);
-    const H5::Group root = f.openGroup("/");
-    if (!h5_exists(root, group)) throw Error(file + " has no /" + group);
-    module.load(h5_open_group(root, group));  // names the first parameter that differs
-  } catch (const H5::Exception& e) {
-    throw Error(file + ": unreadable (" + e.getDetailMsg() + ")");
-  }
-}
-
 void load_init(Experiment& ex, const ConfigNode& node, const std::function<std::shared_ptr<Network>()>& make_network) {
   const std::string path = ex.init;
   H5::H5File file = open_results(path, node);
@@ -113,10 +101,13 @@ void read_model_slots(const ConfigNode& slots, const ConfigNode& model_network, 
     if (s.has("init")) {
       slot.init = s.get_string("init");
       const ConfigNode where = s.at("init");
-      open_results(slot.init, where);
+      const H5::H5File file = open_results(slot.init, where);
       const std::string group = from == "model" || from == "ema" ? from : "models/" + from;
-      at_node(where, slot.init, " (does the slot's network match the one in the file?)",
-              [&] { load_model_group(slot.init, group, *slot.network); });
+      at_node(where, slot.init, " (does the slot's network match the one in the file?)", [&] {
+        const H5::Group root = file.openGroup("/");
+        if (!h5_exists(root, group)) throw Error(slot.init + " has no /" + group);
+        slot.network->load(h5_open_group(root, group));  // names the first parameter that differs
+      });
     } else if (s.has("from")) {
       s.at("from").error("`from` picks the group of an `init` file; this slot has no `init`");
     }

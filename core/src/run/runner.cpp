@@ -16,6 +16,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+/// The run's checkpoint folder: the one asked for, or "<out>.ckpt".
+std::string checkpoint_dir_of(const RunOptions& o) {
+  return o.checkpoint_dir.empty() ? checkpoint_dir_for(o.out_path) : o.checkpoint_dir;
+}
+
 /// A resume under another config is refused before the results writer exists: a refused resume
 /// must not replace the interrupted run's file with a failed one.
 void check_resume(const Experiment& ex, const RunOptions& opt) {
@@ -69,7 +74,7 @@ std::string record_failure(RunContext& run, std::string error) {
 
 RunContext::RunContext(Experiment& e, const RunOptions& o, RunResult& r, ResultsWriter& w)
     : ex(e), options(o), result(r), out(w), master(e.seed),
-      checkpoint_dir(o.checkpoint_dir.empty() ? checkpoint_dir_for(o.out_path) : o.checkpoint_dir) {}
+      checkpoint_dir(checkpoint_dir_of(o)) {}
 
 RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
   const auto t_start = Clock::now();
@@ -77,8 +82,7 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
   RunResult result;
   result.out_path = opt.out_path;
   // A fresh run owns its checkpoint folder: old checkpoints there belong to another history.
-  if (opt.resume_from.empty())
-    remove_checkpoints(opt.checkpoint_dir.empty() ? checkpoint_dir_for(opt.out_path) : opt.checkpoint_dir);
+  if (opt.resume_from.empty()) remove_checkpoints(checkpoint_dir_of(opt));
   ResultsWriter out(opt.out_path);
   RunContext run(ex, opt, result, out);
   try {

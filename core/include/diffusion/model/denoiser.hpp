@@ -62,9 +62,16 @@ class NetworkDenoiser : public Denoiser {
   const Preconditioning& preconditioning() const { return *pre_; }
 
  private:
-  /// The network's input c_in x and noise input c_noise per row, and each row's readout.
-  void prepare(std::size_t n, const Times& t, Tensor& c_in, Tensor& c_noise, bool& unit_c_in,
-               std::vector<Readout, PoolAllocator<Readout>>& readouts) const;
+  /// Rows [begin, end) that share one time: its c_in and its readout.
+  struct TimeRun {
+    std::size_t begin, end;
+    double c_in;
+    Readout readout;
+  };
+  using TimeRuns = std::vector<TimeRun, PoolAllocator<TimeRun>>;
+  /// The noise input c_noise of every row, and the runs of rows that share a time (a sampler's
+  /// batch is one run): each time's scalings are computed once.
+  TimeRuns prepare(const Times& t, Tensor& c_noise) const;
 
   std::shared_ptr<Network> net_;
   std::shared_ptr<const Path> path_;

@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "diffusion/components.hpp"
 #include "diffusion/io/config.hpp"
@@ -20,6 +22,10 @@ struct GridOption {
 /// time grid (default linear) and `steps` (default `default_steps`; 0 allowed only when
 /// default_steps is 0) how many times it gives.
 GridOption read_time_grid(const ConfigNode& node, std::int64_t default_steps, const BuildContext& ctx);
+
+/// A list of at least `min_size` strictly decreasing times under `key` (a grid's or a sampler's
+/// times); a ConfigError names the first entry out of order.
+std::vector<double> read_decreasing_times(const ConfigNode& node, const std::string& key, std::size_t min_size);
 
 /// `steps`, or every step of a discrete path when it is 0; Error naming the sampler for a
 /// continuous path.

@@ -21,8 +21,4 @@ void load_init(Experiment& ex, const ConfigNode& init_node, const std::function<
 void read_model_slots(const ConfigNode& slots, const ConfigNode& model_network, const NetworkFactory& make_network,
                       Experiment& ex);
 
-/// Load `module` from group `group` of a results file (/model, /ema or /models/<slot>), as
-/// `init` and resume do; Error naming the file, the group and the first parameter that differs.
-void load_model_group(const std::string& file, const std::string& group, Module& module);
-
 }  // namespace diffusion
