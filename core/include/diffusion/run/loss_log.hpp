@@ -36,7 +36,6 @@ class LossLog {
   double final_loss() const { return state_.final_loss; }
   double last_finite() const { return state_.last_finite; }
   void note_finite(double loss) { state_.last_finite = loss; }
-  std::size_t bins() const { return bins_; }
   const State& state() const { return state_; }
   /// Continue from a checkpoint's state; Error if its bins differ from this log's.
   void restore(State state);
