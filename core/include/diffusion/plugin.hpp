@@ -30,7 +30,9 @@ namespace diffusion {
 // 3: the version 2 interfaces (docs/architecture.md): Path, Source, Preconditioning, Denoiser,
 //    Condition, time grids, per-sample losses with a TrainContext, named models, codecs,
 //    sample outputs with extras.
-constexpr int kPluginAbiVersion = 3;
+// 4: metrics of the model (Metric::of_model, evaluate_model), Codec::log_det_encode,
+//    Dataset::log_density, the core's integrators.
+constexpr int kPluginAbiVersion = 4;
 
 /// What the loader hands a plugin's registration entry point.
 struct PluginHost {

@@ -26,6 +26,21 @@ Tensor Source::start(const Path& path, const Shape& shape, Rng& rng, PriorDraw d
   return z;
 }
 
+Tensor Source::start_log_density(const Path& path, const Tensor& x) const {
+  if (!standard_normal())
+    throw Error("the source " + name() + " has no closed-form density: a likelihood needs the standard Gaussian source");
+  const double t = path.t_max(), a = path.alpha(t), s = path.sigma(t), var = a * a + s * s;
+  const std::size_t n = x.dimension() ? x.shape()[0] : 0, d = n ? x.size() / n : 0;
+  Tensor out = Tensor::from_shape({n});
+  const double log_norm = -0.5 * double(d) * std::log(2.0 * M_PI * var);
+  for (std::size_t i = 0; i < n; ++i) {
+    double sq = 0;
+    for (std::size_t j = 0; j < d; ++j) sq += double(x.data()[i * d + j]) * x.data()[i * d + j];
+    out.data()[i] = static_cast<float>(log_norm - 0.5 * sq / var);
+  }
+  return out;
+}
+
 Tensor StandardNormalSource::sample(const Shape& shape, Rng& rng, PriorDraw draw) const {
   return draw == PriorDraw::rqmc ? rqmc_normal(shape, rng) : rng.normal(shape);
 }

@@ -55,6 +55,13 @@ class StandardizeCodec : public Codec {
 
   Tensor encode(const Tensor& x) const override { return apply(x, false); }
   Tensor decode(const Tensor& z) const override { return apply(z, true); }
+  /// encode divides each value by its group's std: log |det| = -sum over values of log std.
+  double log_det_encode(const Shape& data_shape) const override {
+    if (!ready_) throw Error("codec standardize: used before fit() or load()");
+    double sum = 0;
+    for (std::size_t j = 0; j < numel(data_shape); ++j) sum -= std::log(double(std_.data()[group(j, data_shape)]));
+    return sum;
+  }
 
   void save(const H5::Group& g) const override {
     write_attribute(g, "codec", std::string("standardize"));
@@ -120,6 +127,7 @@ class IdentityCodec : public Codec {
   void fit(const Dataset&, Rng) override {}
   Tensor encode(const Tensor& x) const override { return x; }
   Tensor decode(const Tensor& z) const override { return z; }
+  double log_det_encode(const Shape&) const override { return 0.0; }
   void save(const H5::Group& g) const override { write_attribute(g, "codec", std::string("identity")); }
   void load(const H5::Group& g, const Shape&) override { require_codec(g, "identity"); }
 };

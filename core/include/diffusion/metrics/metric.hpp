@@ -1,16 +1,55 @@
 #pragma once
-// The metric component: a distance between generated samples and reference data (lower is
-// better). The core's (metrics.hpp) are registered as w2, sliced_w2, mmd and energy.
+// The metric component. Most metrics compare generated samples with reference data (a distance:
+// lower is better); the core's (metrics.hpp) are registered as w2, sliced_w2, mmd and energy.
+// A metric of the model itself (the negative log-likelihood of held-out data) says so with
+// of_model() and reads the trained model instead of its samples (evaluate_model); the run
+// computes it once per run, on the model the samplers use by default (the EMA when there is one).
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "diffusion/model/codec.hpp"
+#include "diffusion/model/dataset.hpp"
+#include "diffusion/model/denoiser.hpp"
+#include "diffusion/model/source.hpp"
 #include "diffusion/tensor/random.hpp"
 #include "diffusion/tensor/tensor.hpp"
 
 namespace diffusion {
 
+/// What a metric of the model reads.
+struct ModelEvaluation {
+  const Denoiser* model = nullptr;  ///< the trained model on its path
+  const Source* source = nullptr;   ///< where its path starts (the prior)
+  const Dataset* dataset = nullptr; ///< held-out data: fresh draws (sample_independent) from their own stream
+  const Codec* codec = nullptr;     ///< data -> model space; its log_det_encode turns densities into the data's
+};
+
+/// A metric's value with named figures of its own (bits per dimension, the prior term, ...),
+/// written as attributes beside it.
+struct MetricValue {
+  double value = 0.0;
+  std::vector<std::pair<std::string, double>> figures;
+};
+
 class Metric {
  public:
   virtual ~Metric() = default;
-  /// samples (N, ...) and reference (M, ...) in data coordinates.
-  virtual double compute(const Tensor& samples, const Tensor& reference, Rng& rng) const = 0;
+  /// samples (N, ...) and reference (M, ...) in data coordinates. A metric of the model is
+  /// never asked this.
+  virtual double compute(const Tensor& samples, const Tensor& reference, Rng& rng) const;
+
+  /// True for a metric of the model (evaluate_model) rather than of samples (compute).
+  virtual bool of_model() const { return false; }
+  /// The metric of the model; only called when of_model().
+  virtual MetricValue evaluate_model(const ModelEvaluation& eval, Rng& rng) const;
+  /// What a perfect model scores on this data set (the floor /metrics/data/<name>, e.g. the true
+  /// negative log-density of the held-out data), when the data set knows it; drawn from rng as
+  /// evaluate_model draws its held-out data. false when there is no such figure.
+  virtual bool floor_of_model(const ModelEvaluation& /*eval*/, Rng& /*rng*/, MetricValue& /*out*/) const {
+    return false;
+  }
 };
 
 }  // namespace diffusion

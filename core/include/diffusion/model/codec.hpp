@@ -25,6 +25,10 @@ class Codec {
   /// A batch (N, data shape...) into the model's space, and back.
   virtual Tensor encode(const Tensor& x) const = 0;
   virtual Tensor decode(const Tensor& z) const = 0;
+  /// log |det| of encode's Jacobian for one sample of the given data shape, so that a density
+  /// in the model's space reads in the data's: log p_data(x) = log p_model(encode(x)) + this.
+  /// Error for a codec without a tractable one.
+  virtual double log_det_encode(const Shape& data_shape) const = 0;
   /// Write what fit() learnt into g (the results file's /data), with the attribute `codec` (its
   /// registry name), and read it back (`init:`): load() checks that g was written by the same
   /// kind of codec and its shapes against the data set, and fails naming what differs.

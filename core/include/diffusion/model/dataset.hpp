@@ -23,6 +23,12 @@ class Dataset {
   /// make_moons) overrides this to draw every point on its own; the metric floor uses it, so
   /// it measures what truly fresh data scores.
   virtual Tensor sample_independent(std::size_t n, Rng& rng) const { return sample(n, rng); }
+  /// True when the data's density is known in closed form (a Gaussian mixture): likelihood
+  /// metrics then have a floor, the true negative log-density of their held-out data.
+  virtual bool has_log_density() const { return false; }
+  /// log p(x) per row of x (N, sample_shape...) in the data's coordinates, as (N); Error unless
+  /// has_log_density().
+  virtual Tensor log_density(const Tensor& x) const;
 };
 
 }  // namespace diffusion

@@ -38,6 +38,9 @@ class Source {
   /// score SDE's prior); a data-set source gives sigma(t_max) z, exact where alpha(t_max) = 0
   /// (the flow-matching paths).
   Tensor start(const Path& path, const Shape& shape, Rng& rng, PriorDraw draw = PriorDraw::iid) const;
+  /// log density of start()'s distribution at each row of x (N, ...), as (N): the prior term of
+  /// a likelihood. Only the standard Gaussian source has one; Error naming the source otherwise.
+  Tensor start_log_density(const Path& path, const Tensor& x) const;
 };
 
 /// N(0, I): the default source.

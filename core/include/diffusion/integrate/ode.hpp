@@ -1,0 +1,75 @@
+#pragma once
+// ODE integrators shared by every plugin (the role diffrax plays in JAX): fixed-step Euler,
+// midpoint, Heun and RK4 on a grid of times, and adaptive Dormand-Prince 5(4) with error
+// control. They know tensors only: the vector field is a callback, so a sampler integrates the
+// probability-flow ODE and a metric the augmented likelihood ODE with the same code.
+//
+// A batch is integrated as one state with one step size for the whole batch (as torchdiffeq
+// does): the error norm of an adaptive step is taken over every value of the batch, so the
+// slowest row sets the step. Rows are not integrated independently.
+// Time may run backwards (t1 < t0): the step h is then negative.
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "diffusion/tensor/tensor.hpp"
+
+namespace diffusion {
+
+/// dy/dt = f(t, y): writes f(t, y) into dy (already shaped like y; overwrite every value).
+using VectorField = std::function<void(double t, const Tensor& y, Tensor& dy)>;
+/// Called after every accepted step with the new time and state (trajectories, stop checks).
+using StepObserver = std::function<void(double t, const Tensor& y)>;
+
+enum class OdeMethod { euler, midpoint, heun, rk4, dopri5 };
+/// "euler", "midpoint", "heun", "rk4", "dopri5"; Error listing them for another name.
+OdeMethod parse_ode_method(const std::string& name);
+std::string ode_method_name(OdeMethod method);
+/// The names parse_ode_method accepts, for config choices.
+const std::vector<std::string>& ode_method_names();
+/// Evaluations of f per step of a fixed-step method (1, 2, 2, 4); dopri5: 6 per attempted step
+/// after the first (first-same-as-last).
+std::size_t ode_method_stages(OdeMethod method);
+
+/// What an integration cost.
+struct OdeStats {
+  std::size_t nfe = 0;       ///< evaluations of f
+  std::size_t accepted = 0;  ///< steps taken
+  std::size_t rejected = 0;  ///< adaptive steps tried and refused by the error test
+};
+
+/// Settings of the adaptive solver.
+struct AdaptiveOptions {
+  double rtol = 1e-5;
+  double atol = 1e-5;
+  /// The first step's size; 0 picks it automatically (Hairer, Norsett & Wanner, section II.4).
+  double first_step = 0.0;
+  /// Accepted plus rejected steps allowed before the solver gives up with an Error naming the
+  /// time reached (a stiff or non-finite field).
+  std::size_t max_steps = 10000;
+  double safety = 0.9;
+  double min_factor = 0.2;   ///< the step never shrinks by more than this factor at once
+  double max_factor = 10.0;  ///< nor grows by more than this
+};
+
+/// Fixed steps: y from times[0] to times.back(), one step of `method` (not dopri5) per
+/// interval of the grid (any monotone sequence of at least two times). y is overwritten with
+/// the result.
+OdeStats integrate_fixed(OdeMethod method, const VectorField& f, const std::vector<double>& times, Tensor& y,
+                         const StepObserver& observe = {});
+
+/// Adaptive Dormand-Prince 5(4) (Dormand & Prince 1980; the 5th-order solution is propagated)
+/// from t0 to t1. The error of a step is the RMS over the batch of
+/// err_i / (atol + rtol max(|y0_i|, |y1_i|)); a step is accepted when that norm is <= 1, and
+/// the next step follows a PI controller (Gustafsson 1991; Hairer & Wanner, section IV.2).
+/// Throws Error when max_steps is reached or the field is not finite.
+OdeStats integrate_adaptive(const VectorField& f, double t0, double t1, Tensor& y, const AdaptiveOptions& options = {},
+                            const StepObserver& observe = {});
+
+/// Either: dopri5 integrates adaptively from times.front() to times.back(); the other methods
+/// take the grid's steps.
+OdeStats integrate(OdeMethod method, const VectorField& f, const std::vector<double>& times, Tensor& y,
+                   const AdaptiveOptions& options = {}, const StepObserver& observe = {});
+
+}  // namespace diffusion
