@@ -1,5 +1,6 @@
 // The toy distributions as Dataset components: each reads its own parameters, then every
 // point is mapped to scale * point + shift.
+#include <cmath>
 #include <functional>
 
 #include <diffusion/plugin.hpp>
@@ -10,6 +11,8 @@ namespace diffusion::toy {
 namespace {
 
 using Draw = std::function<Tensor(std::size_t, Rng&, std::vector<int>*)>;
+/// log density at a point in the distribution's own coordinates (before scale and shift).
+using LogDensity = std::function<double(double, double)>;
 
 class ToyDataset : public Dataset {
  public:
@@ -31,6 +34,21 @@ class ToyDataset : public Dataset {
   }
   Tensor sample_independent(std::size_t n, Rng& rng) const override { return place(independent_(n, rng, nullptr)); }
 
+  /// Known in closed form for some distributions (set_log_density).
+  void set_log_density(LogDensity f) { log_density_ = std::move(f); }
+  bool has_log_density() const override { return static_cast<bool>(log_density_); }
+  /// p(x) = p_raw((x - shift) / scale) / scale^2 in two dimensions.
+  Tensor log_density(const Tensor& x) const override {
+    if (!log_density_) return Dataset::log_density(x);
+    const std::size_t n = x.shape()[0];
+    if (x.dimension() != 2 || x.shape()[1] != 2) throw Error("log_density: expected points (N, 2), got " + shape_str(x));
+    Tensor out = Tensor::from_shape({n});
+    for (std::size_t i = 0; i < n; ++i)
+      out.data()[i] = float(log_density_((x(i, 0) - shift_[0]) / scale_, (x(i, 1) - shift_[1]) / scale_) -
+                            2 * std::log(scale_));
+    return out;
+  }
+
  private:
   Tensor place(Tensor x) const {
     for (std::size_t i = 0; i < x.shape()[0]; ++i)
@@ -39,6 +57,7 @@ class ToyDataset : public Dataset {
   }
 
   Draw draw_, independent_;
+  LogDensity log_density_;
   int classes_;
   double scale_, shift_[2];
 };
@@ -67,8 +86,10 @@ std::shared_ptr<Dataset> make_swiss_roll(const ConfigNode& c, const BuildContext
 std::shared_ptr<Dataset> make_eight_gaussians(const ConfigNode& c, const BuildContext&) {
   const double std = c.get_double("std", 0.1, 0.0);
   const double radius = c.get_double("radius", 2.0, Interval::greater_than(0));
-  return std::make_shared<ToyDataset>(
+  auto data = std::make_shared<ToyDataset>(
       [=](std::size_t n, Rng& r, std::vector<int>* l) { return eight_gaussians(n, std, radius, r, l); }, 8, c);
+  if (std > 0) data->set_log_density([=](double x, double y) { return eight_gaussians_log_density(x, y, std, radius); });
+  return data;
 }
 
 std::shared_ptr<Dataset> make_checkerboard(const ConfigNode& c, const BuildContext&) {

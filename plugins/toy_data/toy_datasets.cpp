@@ -1,6 +1,8 @@
 #include "toy_datasets.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 namespace diffusion::toy {
@@ -125,6 +127,20 @@ Tensor eight_gaussians(std::size_t n, double stddev, double radius, Rng& rng,
     if (lab) lab[i] = k;
   }
   return x;
+}
+
+double eight_gaussians_log_density(double x, double y, double stddev, double radius) {
+  TOY_REQUIRE(stddev > 0.0 && std::isfinite(stddev), "eight_gaussians",
+              "a density needs stddev > 0, got " + num(stddev));
+  double lp[8], top = -std::numeric_limits<double>::infinity();
+  for (int k = 0; k < 8; ++k) {
+    const double a = k * kPi / 4, dx = x - radius * std::cos(a), dy = y - radius * std::sin(a);
+    lp[k] = -(dx * dx + dy * dy) / (2 * stddev * stddev);
+    top = std::max(top, lp[k]);
+  }
+  double sum = 0;
+  for (const double l : lp) sum += std::exp(l - top);
+  return top + std::log(sum / 8) - std::log(2 * kPi * stddev * stddev);
 }
 
 Tensor checkerboard(std::size_t n, Rng& rng, std::vector<int>* labels) {

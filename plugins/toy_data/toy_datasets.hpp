@@ -40,6 +40,9 @@ Tensor swiss_roll(std::size_t n, double noise, Rng& rng, std::vector<float>* pos
 /// stddev 0.1 gives well separated modes.
 Tensor eight_gaussians(std::size_t n, double stddev, double radius, Rng& rng,
                        std::vector<int>* labels = nullptr);
+/// log density of that mixture at (x, y): log (1/8) sum_k N((x, y); radius (cos(k pi/4),
+/// sin(k pi/4)), stddev^2 I), summed stably. stddev must be positive.
+double eight_gaussians_log_density(double x, double y, double stddev, double radius);
 
 /// FFJORD's checkerboard: uniform on the 8 "black" cells of a 4 x 4 board of 2 x 2 cells over
 /// [-4, 4)^2, black meaning floor(x/2) + floor(y/2) is even (so the cell [0, 2) x [0, 2) is

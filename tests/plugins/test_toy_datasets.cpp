@@ -13,6 +13,7 @@
 #include "toy_data/toy_datasets.hpp"
 
 using Catch::Matchers::WithinAbs;
+using Catch::Matchers::WithinRel;
 using diffusion::Error;
 using diffusion::Rng;
 using diffusion::Tensor;
@@ -168,6 +169,27 @@ TEST_CASE("eight_gaussians: uniform mixture, modes at the right centres", "[plug
     CHECK_THAT(sx[k] / count[k], WithinAbs(radius * std::cos(k * kPi / 4), 4 * se));
     CHECK_THAT(sy[k] / count[k], WithinAbs(radius * std::sin(k * kPi / 4), 4 * se));
   }
+}
+
+TEST_CASE("eight_gaussians: the closed-form log density integrates to one and is the mixture's", "[plugins][toy_data]") {
+  const double stddev = 0.3, radius = 2.0;
+  // A Riemann sum over [-4, 4]^2 (beyond it the mass is below 1e-9).
+  const double h = 0.01;
+  double mass = 0;
+  for (double x = -4 + h / 2; x < 4; x += h)
+    for (double y = -4 + h / 2; y < 4; y += h) mass += std::exp(toy::eight_gaussians_log_density(x, y, stddev, radius)) * h * h;
+  CHECK_THAT(mass, WithinAbs(1.0, 1e-6));
+  // At a mode's centre: its peak / 8, plus its two neighbours (2 radius sin(pi/8) away); the
+  // others are more than 2.8 away, below exp(-44) relative.
+  const double peak = 1.0 / (8 * 2 * kPi * stddev * stddev), d = 2 * radius * std::sin(kPi / 8);
+  CHECK_THAT(toy::eight_gaussians_log_density(radius, 0.0, stddev, radius),
+             WithinAbs(std::log(peak * (1 + 2 * std::exp(-d * d / (2 * stddev * stddev)))), 1e-9));
+  // Between two modes both contribute equally: twice one component's value there.
+  const double mx = radius * (1 + std::cos(kPi / 4)) / 2, my = radius * std::sin(kPi / 4) / 2;
+  const double half = (radius * radius) * ((1 - std::cos(kPi / 4)) * (1 - std::cos(kPi / 4)) + std::sin(kPi / 4) * std::sin(kPi / 4)) / 4;
+  const double one = std::exp(-half / (2 * stddev * stddev)) / (8 * 2 * kPi * stddev * stddev);
+  CHECK_THAT(toy::eight_gaussians_log_density(mx, my, stddev, radius), WithinRel(std::log(2 * one), 1e-6));
+  CHECK_THROWS_AS(toy::eight_gaussians_log_density(0, 0, 0.0, radius), Error);
 }
 
 TEST_CASE("checkerboard: every point on a black cell", "[plugins][toy_data]") {

@@ -83,6 +83,11 @@ void print_summary(const RunResult& r) {
     for (const auto& [name, v] : metrics) std::cout << "  " << name << " " << v;
     std::cout << "\n";
   }
+  if (!r.model_metrics.empty()) {
+    std::cout << "model:";
+    for (const auto& [name, v] : r.model_metrics) std::cout << "  " << name << " " << v;
+    std::cout << "\n";
+  }
   // The floor as name=value, so that a reader of the samplers' "metric value" pairs does not
   // take the floor's for a sampler's.
   if (!r.floor.empty()) {

@@ -2,6 +2,9 @@
 // over the sampler's repeats; the first min(n, reference n) samples against as many reference
 // rows, so metrics that need equal sizes always get them), and the metric floor: the same metrics
 // for fresh independent draws of the data, what a perfect sampler scores, to read the others by.
+// Metrics of the model itself (the likelihood of held-out data) run once, on the model the
+// samplers use by default (the EMA when there is one), with their floor when the data set's
+// density is known.
 #include <chrono>
 #include <cmath>
 
@@ -50,6 +53,39 @@ Rng metric_stream(const Rng& master, const std::string& sampler, const std::stri
   return master.split(r == 0 ? name : name + ":" + std::to_string(r));
 }
 
+/// The figures a metric reports beside its value, as attributes of its dataset.
+void write_figures(const H5::Group& root, const std::string& group, const std::string& metric,
+                   const MetricValue& v) {
+  H5::DataSet ds = h5_open_group(root, "metrics/" + group).openDataSet(metric);
+  for (const auto& [name, value] : v.figures) write_attribute(ds, name, value);
+}
+
+/// /metrics/model/<metric> for every metric of the model, and /metrics/data/<metric> when the
+/// metric knows what a perfect model scores.
+void evaluate_model_metrics(RunContext& run) {
+  const Experiment& ex = run.ex;
+  const H5::Group root = run.root();
+  std::shared_ptr<const Denoiser> model;
+  for (const MetricSpec& m : ex.metrics) {
+    if (!m.metric->of_model()) continue;
+    if (run.stop_requested()) throw RunInterrupted{};
+    if (!model) model = ex.denoiser(ex.ema_network() ? ex.ema_network() : ex.models.shared("model"));
+    ModelEvaluation eval{model.get(), ex.source ? ex.source.get() : &standard_normal_source(), ex.dataset.get(),
+                         ex.codec.get()};
+    const Rng stream = run.master.split("metric:model:" + m.name);
+    Rng rng = stream;
+    const MetricValue value = m.metric->evaluate_model(eval, rng);
+    run.result.model_metrics[m.name] = write_metric(root, "model", m.name, {value.value});
+    write_figures(root, "model", m.name, value);
+    Rng floor_rng = stream;
+    MetricValue floor;
+    if (m.metric->floor_of_model(eval, floor_rng, floor)) {
+      run.result.floor[m.name] = write_metric(root, "data", m.name, {floor.value});
+      write_figures(root, "data", m.name, floor);
+    }
+  }
+}
+
 }  // namespace
 
 void evaluate_samples(RunContext& run) {
@@ -62,6 +98,7 @@ void evaluate_samples(RunContext& run) {
     floor_n = std::max(floor_n, n);
     const Tensor ref = first_rows(run.reference, n);
     for (const MetricSpec& m : ex.metrics) {
+      if (m.metric->of_model()) continue;
       std::vector<double> values;
       for (std::size_t r = 0; r < run.samples[s.name].size(); ++r) {
         if (run.stop_requested()) throw RunInterrupted{};
@@ -81,6 +118,7 @@ void evaluate_samples(RunContext& run) {
       draws.push_back(ex.dataset->sample_independent(floor_n, rng));
     }
     for (const MetricSpec& m : ex.metrics) {
+      if (m.metric->of_model()) continue;
       std::vector<double> values;
       for (std::size_t d = 0; d < draws.size(); ++d) {
         if (run.stop_requested()) throw RunInterrupted{};
@@ -91,6 +129,7 @@ void evaluate_samples(RunContext& run) {
     }
     write_attribute(h5_open_group(root, "metrics/data"), "n", static_cast<std::int64_t>(floor_n));
   }
+  evaluate_model_metrics(run);
   run.result.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 

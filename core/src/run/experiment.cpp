@@ -143,6 +143,8 @@ void read_samplers(const ConfigNode& root, Experiment& ex, Registries& regs, con
     s.use_ema = node.get_bool("use_ema", true);
     s.repeats = static_cast<std::size_t>(node.get_int("repeats", 1, 1, 1000));
     if (s.name == "data") node.at("name").error("'data' is the metric floor's group; give the sampler another name");
+    if (s.name == "model")
+      node.at("name").error("'model' is the group of the model's own metrics; give the sampler another name");
     if (!names.insert(s.name).second)
       node.error("two samplers are named '" + s.name + "'; give one a different `name:`");
     s.sampler = regs.samplers.create(node, ctx);

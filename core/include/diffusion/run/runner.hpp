@@ -32,6 +32,7 @@ struct RunResult {
   double final_loss = 0.0;
   std::map<std::string, std::map<std::string, double>> metrics;  ///< [sampler][metric] (mean over repeats)
   std::map<std::string, double> floor;  ///< [metric]: fresh data's score, the mean over the floor's draws
+  std::map<std::string, double> model_metrics;  ///< [metric]: metrics of the model itself (nll)
   std::map<std::string, std::size_t> nfe;                         ///< [sampler]
   double train_seconds = 0, sample_seconds = 0, metric_seconds = 0, total_seconds = 0;
   bool interrupted = false;        ///< stopped by RunOptions::stop; the file says interrupted
