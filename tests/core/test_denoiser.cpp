@@ -191,6 +191,42 @@ TEST_CASE("predict_var differentiates predict with respect to x", "[denoiser][gr
   }
 }
 
+TEST_CASE("predict_var leaves the weights' gradients untouched", "[denoiser][grad]") {
+  // The weights require gradients (they are trained), yet a backward pass through predict_var
+  // gives x its gradient and adds nothing to theirs.
+  const Setup s = setups()[0];
+  const auto net = std::make_shared<MlpNet>(2, 9);
+  const NetworkDenoiser d(net, s.path, s.pre);
+  for (Var& p : net->parameters()) REQUIRE(p.requires_grad());
+  Var x(input_for(s, 10), true);
+  const PredictionVar pv = d.predict_var(x, times_of(s), Condition::from_labels({2, 0, 1, 1, 2}));
+  sum(pv.eps * pv.eps).backward();
+  CHECK(x.has_grad());
+  for (const Var& p : net->parameters()) CHECK_FALSE(p.has_grad());
+  // The same network's forward outside predict_var still trains its weights.
+  sum(net->forward(Var(input_for(s, 10)), Tensor::from_shape({10}), Condition::from_labels({2, 0, 1, 1, 2}))).backward();
+  bool any = false;
+  for (const Var& p : net->parameters()) any = any || p.has_grad();
+  CHECK(any);
+}
+
+TEST_CASE("ConstantScope: no gradient flows to its constants through the graph recorded meanwhile", "[autodiff][grad]") {
+  Var a(Tensor::from_shape({3}), true), b(Tensor::from_shape({3}), true);
+  for (float& v : a.value()) v = 2.0f;
+  for (float& v : b.value()) v = 3.0f;
+  Var y;
+  {
+    const ConstantScope constants({b});
+    y = sum(a * b);
+  }
+  y.backward();  // after the scope: the graph still treats b as a constant
+  CHECK(a.has_grad());
+  CHECK(a.grad().data()[0] == 3.0f);
+  CHECK_FALSE(b.has_grad());
+  sum(a * b).backward();  // recorded outside the scope: both get gradients
+  CHECK(b.grad().data()[0] == 2.0f);
+}
+
 TEST_CASE("CountingDenoiser counts predict and predict_var calls and forwards them", "[denoiser]") {
   const Setup s = setups()[0];
   const auto net = std::make_shared<MlpNet>(2, 1);

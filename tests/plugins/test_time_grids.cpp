@@ -98,6 +98,20 @@ TEST_CASE("linear grid on the DDPM path is floor(linspace(999, 0, steps))", "[ti
   CHECK(wrong.empty());
 }
 
+TEST_CASE("linear grid on a continuous path ends exactly at t_min and t_max", "[time_grid]") {
+  // On [0.002, 80] with 200 steps, t_max - 1 * span rounds to 0.0019999999999953, below t_min.
+  const VeLinear path;
+  for (const std::size_t steps : {2, 3, 7, 200, 1000}) {
+    CAPTURE(steps);
+    const std::vector<double> g = make_linear_grid()->times(path, steps);
+    REQUIRE(g.size() == steps);
+    CHECK(g.front() == path.t_max());
+    CHECK(g.back() == path.t_min());
+    for (std::size_t i = 1; i < steps; ++i)
+      CHECK_THAT(g[i - 1] - g[i], WithinRel((path.t_max() - path.t_min()) / double(steps - 1), 1e-9));
+  }
+}
+
 TEST_CASE("quadratic grid: t_min + (t_max - t_min)(1 - u)^2, rounded on DDPM", "[time_grid][ddpm]") {
   const auto p = ddpm();
   const auto q = grid("type: quadratic");

@@ -14,6 +14,24 @@ thread_local bool g_grad_enabled = true;
 
 bool grad_enabled() { return g_grad_enabled; }
 
+namespace {
+thread_local const ConstantScope* g_constants = nullptr;
+}  // namespace
+
+ConstantScope::ConstantScope(const std::vector<Var>& constants) : previous_(g_constants) {
+  for (const Var& v : constants)
+    if (v.defined()) nodes_.push_back(v.node().get());
+  std::sort(nodes_.begin(), nodes_.end());
+  g_constants = this;
+}
+ConstantScope::~ConstantScope() { g_constants = previous_; }
+
+bool is_constant(const Node* n) {
+  for (const ConstantScope* s = g_constants; s; s = s->previous_)
+    if (std::binary_search(s->nodes_.begin(), s->nodes_.end(), n)) return true;
+  return false;
+}
+
 NoGradScope::NoGradScope() : previous_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradScope::~NoGradScope() { g_grad_enabled = previous_; }
 
@@ -106,7 +124,8 @@ void accumulate_grad(Node& n, const Tensor& g) {
 
 Node* grad_input(Node& self, std::size_t i) {
   Node* n = self.inputs[i].get();
-  return n && n->requires_grad ? n : nullptr;
+  const bool needs = i < 64 ? (self.input_needs_grad >> i & 1u) != 0 : n && n->requires_grad;
+  return n && needs ? n : nullptr;
 }
 
 void give_grad(Node& n, Tensor&& g) {
@@ -267,9 +286,16 @@ Var make_result(Tensor value, const char* op, const Var* inputs, std::size_t n,
   node->op = op;
   if (grad_enabled()) {
     bool any = false;
-    for (std::size_t i = 0; i < n; ++i) any = any || (inputs[i].defined() && inputs[i].requires_grad());
+    std::uint64_t mask = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const bool needs = inputs[i].defined() && inputs[i].requires_grad() &&
+                         !(g_constants && is_constant(inputs[i].node().get()));
+      any = any || needs;
+      if (needs && i < 64) mask |= std::uint64_t{1} << i;
+    }
     if (any) {
       node->requires_grad = true;
+      node->input_needs_grad = mask;
       node->inputs.reserve(n);
       // Positions are kept (undefined inputs stay null) so backward can index them.
       for (std::size_t i = 0; i < n; ++i)

@@ -113,6 +113,9 @@ PredictionVar NetworkDenoiser::predict_var(const Var& x, const Times& t, const C
       ex[i] = r.eps.x / r.eps.div, ef[i] = r.eps.f / r.eps.div;
     }
   }
+  // Differentiable in x only: the weights enter as constants, so a backward pass computes no
+  // weight gradients (half its work) and leaves the weights' grads untouched.
+  const ConstantScope weights(net_->parameters());
   const Var input = unit ? x : x * Var(column(cin, rank));
   const Var f = net_->forward(input, c_noise, c);
   if (f.size() != x.size())

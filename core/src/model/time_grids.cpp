@@ -19,8 +19,9 @@ class LinearGrid : public TimeGrid {
     std::vector<double> g(steps);
     const double span = p.t_max() - p.t_min();
     const auto whole = static_cast<std::uint64_t>(std::llround(span));
+    // The ends exactly: t_max - span can round to just below t_min.
     for (std::size_t i = 0; i < steps; ++i)
-      g[i] = !p.num_steps() ? p.t_max() - fraction(i, steps) * span
+      g[i] = !p.num_steps() ? (i + 1 == steps && steps > 1 ? p.t_min() : p.t_max() - fraction(i, steps) * span)
              : steps == 1   ? p.t_max()
                             : p.t_min() + double(whole * (steps - 1 - i) / (steps - 1));
     return g;

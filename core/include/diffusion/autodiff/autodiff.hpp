@@ -101,6 +101,9 @@ struct Node {
   BackwardFn backward;
   /// Marks the nodes one backward pass has visited (that pass's number).
   std::uint64_t visit = 0;
+  /// Bit i: input i needed a gradient when this node was recorded (inputs past 64: their own
+  /// requires_grad). What grad_input reads, so a ConstantScope holds for the whole graph.
+  std::uint64_t input_needs_grad = 0;
 
   Node() = default;
   Node(const Node&) = delete;
@@ -174,6 +177,24 @@ class NoGradScope {
  private:
   bool previous_;
 };
+
+/// RAII: while alive, ops recorded on this thread treat these Vars as constants: no gradient
+/// flows to them through the graph recorded meanwhile, whatever their requires_grad (a network's
+/// weights, when only the gradient with respect to its input is wanted). Scopes nest.
+class ConstantScope {
+ public:
+  explicit ConstantScope(const std::vector<Var>& constants);
+  ~ConstantScope();
+  ConstantScope(const ConstantScope&) = delete;
+  ConstantScope& operator=(const ConstantScope&) = delete;
+
+ private:
+  std::vector<const Node*> nodes_;  // sorted
+  const ConstantScope* previous_;
+  friend bool is_constant(const Node* n);
+};
+/// True if n is a constant of a ConstantScope active on this thread.
+bool is_constant(const Node* n);
 
 /// Helper for op implementers: input i of an op's node if a gradient must flow to it, else null.
 Node* grad_input(Node& self, std::size_t i);

@@ -39,8 +39,8 @@ class Denoiser {
   /// Predictions at x (N, ...), row i at time t[i]; records no graph. `out`'s tensors are
   /// reused when they already have x's shape.
   virtual void predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const = 0;
-  /// The same, differentiable with respect to x (the network's weights are not differentiated
-  /// unless they require gradients).
+  /// The same, differentiable with respect to x only (the network's weights are constants of
+  /// the graph: a backward pass leaves their gradients untouched).
   virtual PredictionVar predict_var(const Var& x, const Times& t, const Condition& c) const = 0;
 
   /// Every row at one time t.
