@@ -98,7 +98,7 @@ TEST_CASE("linear grid on the DDPM path is floor(linspace(999, 0, steps))", "[ti
   CHECK(wrong.empty());
 }
 
-TEST_CASE("linear grid on a continuous path ends exactly at t_min and t_max", "[time_grid]") {
+TEST_CASE("linear and quadratic grids on a continuous path end exactly at t_min and t_max", "[time_grid]") {
   // On [0.002, 80] with 200 steps, t_max - 1 * span rounds to 0.0019999999999953, below t_min.
   const VeLinear path;
   for (const std::size_t steps : {2, 3, 7, 200, 1000}) {
@@ -107,6 +107,9 @@ TEST_CASE("linear grid on a continuous path ends exactly at t_min and t_max", "[
     REQUIRE(g.size() == steps);
     CHECK(g.front() == path.t_max());
     CHECK(g.back() == path.t_min());
+    const std::vector<double> q = make_quadratic_grid()->times(path, steps);
+    CHECK(q.front() == path.t_max());
+    CHECK(q.back() == path.t_min());
     for (std::size_t i = 1; i < steps; ++i)
       CHECK_THAT(g[i - 1] - g[i], WithinRel((path.t_max() - path.t_min()) / double(steps - 1), 1e-9));
   }

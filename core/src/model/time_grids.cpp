@@ -35,7 +35,7 @@ class QuadraticGrid : public TimeGrid {
     const double span = p.t_max() - p.t_min();
     for (std::size_t i = 0; i < steps; ++i) {
       const double u = 1.0 - fraction(i, steps);
-      g[i] = p.num_steps() ? p.t_min() + std::round(span * u * u) : p.t_min() + span * u * u;
+      g[i] = p.num_steps() ? p.t_min() + std::round(span * u * u) : i == 0 ? p.t_max() : p.t_min() + span * u * u;
     }
     return g;
   }
