@@ -14,6 +14,8 @@
 #include <memory>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include <diffusion/model/denoiser.hpp>
 #include <diffusion/tensor/random.hpp>
 
@@ -169,5 +171,59 @@ class MixtureOracleDenoiser : public Denoiser {
   GaussianMixture mix_;
   std::shared_ptr<const Path> path_;
 };
+
+/// Each sample of x (N, 2) assigned to its nearest component mean: each group's fraction, count,
+/// mean and (unbiased) variance per coordinate.
+struct NearestGroups {
+  std::vector<double> fraction, mean, var;  ///< K; K x 2; K x 2
+  std::vector<std::size_t> count;
+
+  NearestGroups(const Tensor& x, const GaussianMixture& mix) {
+    const auto& comps = mix.components();
+    const std::size_t n = x.shape()[0], kk = comps.size();
+    fraction.assign(kk, 0.0), mean.assign(kk * 2, 0.0), var.assign(kk * 2, 0.0), count.assign(kk, 0);
+    std::vector<std::size_t> group(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      double best_d = std::numeric_limits<double>::infinity();
+      for (std::size_t k = 0; k < kk; ++k) {
+        const double dx = x(i, 0) - comps[k].mean[0], dy = x(i, 1) - comps[k].mean[1], d = dx * dx + dy * dy;
+        if (d < best_d) best_d = d, group[i] = k;
+      }
+      ++count[group[i]];
+      for (std::size_t j = 0; j < 2; ++j) mean[group[i] * 2 + j] += x(i, j);
+    }
+    for (std::size_t k = 0; k < kk; ++k) {
+      fraction[k] = double(count[k]) / double(n);
+      for (std::size_t j = 0; j < 2; ++j) mean[k * 2 + j] /= double(count[k]);
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < 2; ++j) {
+        const double r = x(i, j) - mean[group[i] * 2 + j];
+        var[group[i] * 2 + j] += r * r / double(count[group[i]] - 1);
+      }
+  }
+};
+
+/// Samples x (N, 2) of a well-separated mixture: the nearest-mean groups' fractions match the
+/// weights (binomial SE sqrt(w (1 - w) / n)) and their means the components' means (SE
+/// std_k / sqrt(n_k)), within 4 standard errors; with `variances`, each group's variance too
+/// (SE std_k^2 sqrt(2 / (n_k - 1))).
+inline void require_mixture_recovered(const Tensor& x, const GaussianMixture& mix, bool variances = false) {
+  const auto& comps = mix.components();
+  const std::size_t n = x.shape()[0];
+  const NearestGroups g(x, mix);
+  for (std::size_t k = 0; k < comps.size(); ++k) {
+    const double w = comps[k].weight;
+    CAPTURE(k, g.fraction[k], w);
+    REQUIRE(std::abs(g.fraction[k] - w) <= 4 * std::sqrt(w * (1 - w) / double(n)));
+    const double nk = double(g.count[k]);
+    for (std::size_t j = 0; j < 2; ++j) {
+      const double sd = comps[k].std[j];
+      CAPTURE(j, g.mean[k * 2 + j], comps[k].mean[j], g.var[k * 2 + j]);
+      REQUIRE(std::abs(g.mean[k * 2 + j] - comps[k].mean[j]) <= 4 * sd / std::sqrt(nk));
+      if (variances) REQUIRE(std::abs(g.var[k * 2 + j] - sd * sd) <= 4 * sd * sd * std::sqrt(2.0 / (nk - 1)));
+    }
+  }
+}
 
 }  // namespace diffusion::testing

@@ -20,6 +20,7 @@
 using namespace diffusion;
 using diffusion::testing::GaussianMixture;
 using diffusion::testing::MixtureOracleDenoiser;
+using diffusion::testing::require_mixture_recovered;
 using Catch::Matchers::WithinAbs;
 using Catch::Matchers::WithinRel;
 
@@ -59,36 +60,6 @@ Tensor draw(const Sampler& s, const Denoiser& model, std::size_t n, Rng& rng, Tr
   return s.sample(model, req, rng).x;
 }
 
-/// Each sample to its nearest component mean: the fractions match the weights and each group's
-/// mean the component's mean, within 4 standard errors (binomial sqrt(w (1 - w) / n) and
-/// std_k / sqrt(n_k)).
-void require_mixture(const Tensor& x, const GaussianMixture& mix) {
-  const auto& comps = mix.components();
-  const std::size_t n = x.shape()[0], kk = comps.size();
-  std::vector<std::size_t> count(kk, 0);
-  std::vector<double> sum(kk * 2, 0.0);
-  for (std::size_t i = 0; i < n; ++i) {
-    std::size_t best = 0;
-    double best_d = INFINITY;
-    for (std::size_t k = 0; k < kk; ++k) {
-      const double dx = x(i, 0) - comps[k].mean[0], dy = x(i, 1) - comps[k].mean[1], d = dx * dx + dy * dy;
-      if (d < best_d) best_d = d, best = k;
-    }
-    ++count[best];
-    sum[best * 2] += x(i, 0), sum[best * 2 + 1] += x(i, 1);
-  }
-  for (std::size_t k = 0; k < kk; ++k) {
-    const double w = comps[k].weight, frac = double(count[k]) / double(n);
-    CAPTURE(k, frac, w);
-    REQUIRE(std::abs(frac - w) <= 4 * std::sqrt(w * (1 - w) / double(n)));
-    for (std::size_t j = 0; j < 2; ++j) {
-      const double m = sum[k * 2 + j] / double(count[k]);
-      CAPTURE(j, m, comps[k].mean[j]);
-      REQUIRE(std::abs(m - comps[k].mean[j]) <= 4 * comps[k].std[j] / std::sqrt(double(count[k])));
-    }
-  }
-}
-
 /// Every predictor alone and with Langevin correction, and the corrector alone, on one SDE.
 ///
 /// Steps and sample sizes: each case's discretisation bias was measured by running it with
@@ -113,7 +84,7 @@ void require_pc_recovers_mixture(const std::string& sde) {
   const bool corrector_only = sampler.find("predictor: none") != std::string::npos;
   const MixtureOracleDenoiser model(three_blobs(), make_path("{type: " + sde + "}"));
   Rng rng(2024);
-  require_mixture(draw(*make_sampler(sampler), model, corrector_only ? 2000 : 5000, rng), model.mixture());
+  require_mixture_recovered(draw(*make_sampler(sampler), model, corrector_only ? 2000 : 5000, rng), model.mixture());
 }
 
 /// A source that is not the standard Gaussian.

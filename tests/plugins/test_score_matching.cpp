@@ -19,6 +19,8 @@
 using namespace diffusion;
 using diffusion::testing::GaussianMixture;
 using diffusion::testing::MixtureOracleDenoiser;
+using diffusion::testing::NearestGroups;
+using diffusion::testing::require_mixture_recovered;
 using Catch::Matchers::Contains;
 using Catch::Matchers::WithinAbs;
 using Catch::Matchers::WithinRel;
@@ -125,50 +127,6 @@ double mean_of(const Tensor& t) {
 /// deviations of the wider component, so the nearest mean names a sample's component except with
 /// probability ~2e-5.
 GaussianMixture two_blobs() { return GaussianMixture({{0.3, {-2.0, 0.0}, {0.4, 0.4}}, {0.7, {2.0, 1.0}, {0.5, 0.5}}}); }
-
-/// Each sample assigned to its nearest component mean: the fraction and the mean of each group.
-struct NearestGroups {
-  std::vector<double> fraction, mean;  ///< K; K x 2
-  std::vector<std::size_t> count;
-
-  NearestGroups(const Tensor& x, const GaussianMixture& mix) {
-    const auto& comps = mix.components();
-    const std::size_t n = x.shape()[0], kk = comps.size();
-    fraction.assign(kk, 0.0), mean.assign(kk * 2, 0.0), count.assign(kk, 0);
-    for (std::size_t i = 0; i < n; ++i) {
-      std::size_t best = 0;
-      double best_d = INFINITY;
-      for (std::size_t k = 0; k < kk; ++k) {
-        const double dx = x(i, 0) - comps[k].mean[0], dy = x(i, 1) - comps[k].mean[1], d = dx * dx + dy * dy;
-        if (d < best_d) best_d = d, best = k;
-      }
-      ++count[best];
-      mean[best * 2] += x(i, 0), mean[best * 2 + 1] += x(i, 1);
-    }
-    for (std::size_t k = 0; k < kk; ++k) {
-      fraction[k] = double(count[k]) / double(n);
-      for (std::size_t j = 0; j < 2; ++j) mean[k * 2 + j] /= double(count[k]);
-    }
-  }
-};
-
-/// The groups' fractions match the weights (binomial SE sqrt(w (1 - w) / n)) and their means the
-/// components' means (SE std_k / sqrt(n_k)), within 4 standard errors.
-void require_mixture(const Tensor& x, const GaussianMixture& mix) {
-  const auto& comps = mix.components();
-  const std::size_t n = x.shape()[0];
-  const NearestGroups g(x, mix);
-  for (std::size_t k = 0; k < comps.size(); ++k) {
-    const double w = comps[k].weight, frac = g.fraction[k];
-    CAPTURE(k, frac, w);
-    REQUIRE(std::abs(frac - w) <= 4 * std::sqrt(w * (1 - w) / double(n)));
-    for (std::size_t j = 0; j < 2; ++j) {
-      const double m = g.mean[k * 2 + j];
-      CAPTURE(j, m, comps[k].mean[j]);
-      REQUIRE(std::abs(m - comps[k].mean[j]) <= 4 * comps[k].std[j] / std::sqrt(double(g.count[k])));
-    }
-  }
-}
 
 /// For components that overlap a little the nearest mean misnames a few samples: compare the
 /// groups with those of exact draws from the mixture, which misname alike (the SEs of both
@@ -593,7 +551,7 @@ TEST_CASE("annealed_langevin recovers a well-separated mixture on noise_levels a
   const Tensor& sigmas = out.extras[1].second;
   REQUIRE(sigmas.size() == 20);
   for (std::size_t i = 0; i < 20; ++i) REQUIRE_THAT(sigmas(i), WithinRel(6.0 * std::pow(0.01 / 6.0, i / 19.0), 0.1));
-  require_mixture(out.x, model.mixture());
+  require_mixture_recovered(out.x, model.mixture());
 }
 
 TEST_CASE("langevin at a small sigma recovers a mixture whose modes it can cross", "[score_matching][sampler][stat]") {
@@ -627,5 +585,5 @@ TEST_CASE("between well-separated modes plain Langevin keeps the start's split a
   CAPTURE(frac);
   REQUIRE(frac < 0.7 - 10 * se);
   const Tensor annealed = draw(*make_sampler("{type: annealed_langevin, init: uniform, low: -4, high: 4}"), model, n, r2).x;
-  require_mixture(annealed, model.mixture());
+  require_mixture_recovered(annealed, model.mixture());
 }
