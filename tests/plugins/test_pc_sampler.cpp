@@ -27,6 +27,8 @@ using Catch::Matchers::WithinRel;
 namespace {
 
 void load_score_sde() { load_plugin(std::string(DIFFUSION_PLUGIN_BUILD_DIR) + "/libdiffusion_score_sde.so"); }
+/// DDPM's path, for the tests that run pc on it (each test may run alone, in its own process).
+void load_ddpm() { load_plugin(std::string(DIFFUSION_PLUGIN_BUILD_DIR) + "/libdiffusion_ddpm.so"); }
 
 std::shared_ptr<Path> make_path(const std::string& yaml) {
   load_score_sde();
@@ -178,7 +180,7 @@ TEST_CASE("PC predictors and the Langevin corrector take Song's steps exactly", 
 TEST_CASE("PC with the ancestral predictor alone is DDPM's ancestral sampler", "[score_sde][sampler][pc][ddpm]") {
   // On DDPM's discrete path with the same grid and stream: the same draws, the same steps, and
   // the last step to the data is x0_hat in both.
-  load_plugin(std::string(DIFFUSION_PLUGIN_BUILD_DIR) + "/libdiffusion_ddpm.so");
+  load_ddpm();
   const auto ddpm = make_path("{type: ddpm, timesteps: 1000}");
   const MixtureOracleDenoiser model(three_blobs(), ddpm);
   for (const std::string variance : {"posterior", "beta"}) {
@@ -248,6 +250,7 @@ TEST_CASE("PC refuses a non-Gaussian source for noisy steps and unknown names, l
   REQUIRE_THROWS_WITH(make_sampler("{type: pc, corrector: {type: langevin, snr: 0}}"), Catch::Contains("corrector.snr"));
   REQUIRE_THROWS_WITH(make_sampler("{type: pc, predictor: {type: euler_maruyama, variance: beta}}"),
                       Catch::Contains("variance"));
+  load_ddpm();
   REQUIRE_THROWS_WITH(make_sampler("{type: pc, steps: 2000}")->check(*make_path("{type: ddpm, timesteps: 1000}"),
                                                                       standard_normal_source()),
                       Catch::Contains("2000 steps"));
