@@ -109,3 +109,20 @@ TEST_CASE("nll experiment: the held-out NLL and its true floor, lower after long
   // 500 points would add 0.55).
   CHECK(longer.model < brief.model - 1.0);
 }
+
+TEST_CASE("nll experiment: a run whose only metric is of the model writes its file", "[e2e][score_sde]") {
+  // No sample metric: /metrics/data holds only the nll floor (the sample-metric floor is skipped).
+  ScratchDir dir("nll_only");
+  const std::string out = dir / "only.h5";
+  const Child r = run_runexp({std::string(DIFFUSION_SOURCE_DIR) + "/experiments/nll_eight_gaussians.yaml",
+                              "train.steps=100", "sampler.n=100", "metrics=[{type: nll, n: 100}]", "--out", out},
+                             dir / "only");
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  H5::H5File file(out, H5F_ACC_RDONLY);
+  const H5::Group root = file.openGroup("/");
+  CHECK(diffusion::read_string_attribute(root, "status") == "complete");
+  CHECK(diffusion::h5_exists(root, "metrics/model/nll"));
+  CHECK(diffusion::h5_exists(root, "metrics/data/nll"));
+  CHECK_FALSE(diffusion::h5_exists(root, "metrics/data/w2"));
+}

@@ -5,6 +5,7 @@
 // Metrics of the model itself (the likelihood of held-out data) run once, on the model the
 // samplers use by default (the EMA when there is one), with their floor when the data set's
 // density is known.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -110,7 +111,9 @@ void evaluate_samples(RunContext& run) {
   }
   // The floor, at the comparison size of the largest sampler (or the whole reference).
   if (floor_n == 0) floor_n = ex.evaluation.reference_n;
-  if (floor_n > 0 && !ex.metrics.empty()) {
+  const bool sample_metrics =
+      std::any_of(ex.metrics.begin(), ex.metrics.end(), [](const MetricSpec& m) { return !m.metric->of_model(); });
+  if (floor_n > 0 && sample_metrics) {
     const Tensor ref = first_rows(run.reference, floor_n);
     std::vector<Tensor> draws;
     for (std::size_t d = 0; d < ex.evaluation.floor_draws; ++d) {
