@@ -44,11 +44,8 @@ double VpPath::time_at_log_snr(double lambda) const {
 }
 
 // ---- sub-VP ----
-double SubVpPath::alpha(double t) const { return std::exp(-0.5 * beta_.integral(t)); }
 double SubVpPath::sigma(double t) const { return -std::expm1(-beta_.integral(t)); }
-double SubVpPath::alpha_deriv(double t) const { return -0.5 * beta_.beta(t) * alpha(t); }
 double SubVpPath::sigma_deriv(double t) const { return beta_.beta(t) * std::exp(-beta_.integral(t)); }
-double SubVpPath::drift_coef(double t) const { return -0.5 * beta_.beta(t); }
 double SubVpPath::diffusion_squared(double t) const {
   return beta_.beta(t) * -std::expm1(-2.0 * beta_.integral(t));
 }

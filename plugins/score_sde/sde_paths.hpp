@@ -56,26 +56,21 @@ class VpPath : public ScoreSdePath {
   /// log SNR = -log(exp(B) - 1), so B = log(1 + exp(-lambda)).
   double time_at_log_snr(double lambda) const override;
 
- private:
+ protected:
   LinearBeta beta_;
 };
 
-/// sub-VP: alpha = exp(-B/2), sigma = 1 - exp(-B), whose variance (1 - exp(-B))^2 lies below
-/// VP's 1 - exp(-B) at every t (hence the name); f = -beta/2, g^2 = beta (1 - exp(-2B)).
-class SubVpPath : public ScoreSdePath {
+/// sub-VP: VP's alpha and drift with sigma = 1 - exp(-B), whose variance (1 - exp(-B))^2 lies
+/// below VP's 1 - exp(-B) at every t (hence the name); g^2 = beta (1 - exp(-2B)). Only what
+/// differs from VP is overridden.
+class SubVpPath : public VpPath {
  public:
-  SubVpPath(LinearBeta beta, double eps) : ScoreSdePath(eps), beta_(beta) {}
-  double alpha(double t) const override;
+  using VpPath::VpPath;
   double sigma(double t) const override;
-  double alpha_deriv(double t) const override;
   double sigma_deriv(double t) const override;
-  double drift_coef(double t) const override;
   double diffusion_squared(double t) const override;
   /// exp(lambda) = u / (1 - u)^2 with u = exp(-B): a quadratic in u.
   double time_at_log_snr(double lambda) const override;
-
- private:
-  LinearBeta beta_;
 };
 
 /// VE: alpha = 1, sigma = sigma_min (sigma_max / sigma_min)^t; f = 0,
