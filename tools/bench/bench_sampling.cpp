@@ -53,6 +53,8 @@
 #include <diffusion/run/train_loop.hpp>
 #include <diffusion/tensor/parallel.hpp>
 
+#include <diffusion/tensor/blas_kernels.hpp>
+
 #include "cli.hpp"
 #include "json.hpp"
 #include "machine.hpp"
@@ -673,6 +675,7 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  diffusion::use_blas_kernels_for_this_cpu(argv);
   const Options o = parse(argc, argv);
   try {
     return run(o);

@@ -33,6 +33,8 @@
 
 #include <diffusion/tensor/parallel.hpp>
 
+#include <diffusion/tensor/blas_kernels.hpp>
+
 #include "cli.hpp"
 #include "flagship.hpp"
 #include "json.hpp"
@@ -207,6 +209,7 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  diffusion::use_blas_kernels_for_this_cpu(argv);
   const Options o = parse(argc, argv);
   try {
     return run(o);

@@ -5,6 +5,8 @@
 
 #include <fstream>
 
+#include <diffusion/tensor/blas_kernels.hpp>
+
 namespace bench {
 
 double peak_rss_mb() {
@@ -28,7 +30,9 @@ std::string machine_description() {
       model = line.substr(line.find(':') + 2);
       break;
     }
-  return model + ", " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs";
+  const std::string kernels = diffusion::blas_kernel_name();
+  return model + ", " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs" +
+         (kernels.empty() ? "" : ", OpenBLAS kernels " + kernels);
 }
 
 }  // namespace bench

@@ -28,6 +28,7 @@
 #include <diffusion/run/results.hpp>
 #include <diffusion/run/runner.hpp>
 #include <diffusion/run/sweep.hpp>
+#include <diffusion/tensor/blas_kernels.hpp>
 
 namespace po = boost::program_options;
 using namespace diffusion;
@@ -346,6 +347,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  use_blas_kernels_for_this_cpu(argv);
   try {
     return run(argc, argv);
   } catch (const ConfigError& e) {
