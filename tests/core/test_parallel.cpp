@@ -3,10 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "diffusion/autodiff/autodiff.hpp"
@@ -138,4 +142,36 @@ TEST_CASE("sin and cos match libm within a few ulp, with libm's special values",
   }
   CAPTURE(worst);
   REQUIRE(worst < 4e-7);  // about 3 ulp at 1
+}
+
+// A worker that read the slot of a finished job (every task claimed) must not claim a task in it
+// once the caller has begun writing the next job: it would run a task twice, or count one the
+// new job never handed out, and the caller would wait forever (before the fix this hung within
+// seconds every time). Jobs of alternating sizes back to back, on more threads than cores so
+// workers are preempted at every point; a watchdog turns a hang into a failure.
+TEST_CASE("back-to-back jobs of changing sizes each run every task exactly once", "[parallel]") {
+  ThreadCount tc(3);
+  constexpr std::size_t kMaxTasks = 9;
+  std::vector<std::atomic<int>> runs(kMaxTasks);
+  std::atomic<std::size_t> wrong{0};
+  std::atomic<bool> finished{false};
+  std::thread caller([&] {
+    for (int job = 0; job < 2000000; ++job) {
+      const std::size_t tasks = job % 2 ? kMaxTasks : 1 + job % 5;
+      for (auto& r : runs) r.store(0, std::memory_order_relaxed);
+      parallel_for(tasks, [&](std::size_t i) { runs[i].fetch_add(1, std::memory_order_relaxed); });
+      for (std::size_t i = 0; i < kMaxTasks; ++i)
+        if (runs[i].load() != (i < tasks ? 1 : 0)) ++wrong;
+    }
+    finished = true;
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!finished && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (!finished) {
+    std::fprintf(stderr, "parallel_for hung: a job's wait never ended\n");
+    std::abort();  // the hung caller cannot be joined
+  }
+  caller.join();
+  REQUIRE(wrong == 0);
 }

@@ -94,12 +94,19 @@ class Pool {
   bool try_run(std::size_t tasks, void (*fn)(const void*, std::size_t), const void* ctx) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
     if (!busy.owns_lock()) return false;
+    // Close the finished job's slot before touching the job's fields: a worker that read the
+    // old slot (every task claimed) and then sees the new, larger task count would otherwise
+    // claim a task of the old generation with a compare-and-swap that still succeeds, run it
+    // on the new job and count it in the new done_, and this wait would never end. The closing
+    // generation has no claimable task, and its release store orders it before tasks_.
+    const std::uint64_t closed = (slot_.load(std::memory_order_relaxed) >> kTaskBits) + 1;
+    slot_.store((closed << kTaskBits) | kTaskMask, std::memory_order_release);
     fn_.store(fn, std::memory_order_relaxed);
     ctx_.store(ctx, std::memory_order_relaxed);
-    tasks_.store(tasks, std::memory_order_relaxed);
+    tasks_.store(tasks, std::memory_order_release);
     done_.store(0, std::memory_order_relaxed);
     error_ = nullptr;
-    const std::uint64_t gen = (slot_.load(std::memory_order_relaxed) >> kTaskBits) + 1;
+    const std::uint64_t gen = closed + 1;
     {
       // Publishing under the sleep mutex: a worker about to sleep either sees the new job or
       // is already waiting and gets the notification.
@@ -127,7 +134,8 @@ class Pool {
     for (;;) {
       if ((s >> kTaskBits) != gen) break;
       const std::size_t task = s & kTaskMask;
-      if (task >= tasks_.load(std::memory_order_relaxed)) break;
+      // Acquire: a task count of the next job implies its closed slot, so the swap below fails.
+      if (task >= tasks_.load(std::memory_order_acquire)) break;
       if (!slot_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) continue;
       try {
         fn_.load(std::memory_order_relaxed)(ctx_.load(std::memory_order_relaxed), task);
