@@ -232,6 +232,10 @@ void Var::backward(const Tensor& seed) const {
   stack.clear();
   stack.push_back({&root, 0});
   root.visit = pass;
+  // An interior node's gradient belongs to one pass (leaves accumulate across passes, as
+  // parameters do): a second backward through the same graph starts its interior nodes from
+  // zero instead of adding the first pass's gradients again.
+  if (root.backward) root.has_grad = false;
   while (!stack.empty()) {
     auto& [node, next] = stack.back();
     if (next < node->inputs.size()) {
@@ -240,6 +244,7 @@ void Var::backward(const Tensor& seed) const {
       // may run backward passes through the same parameters at once (data_parallel.hpp).
       if (child && child->requires_grad && child->backward && child->visit != pass) {
         child->visit = pass;
+        child->has_grad = false;
         stack.push_back({child, 0});
       }
     } else {
