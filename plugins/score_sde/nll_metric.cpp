@@ -64,15 +64,14 @@ class AugmentedField {
     for (std::size_t i = 0; i < n; ++i)
       std::copy(y.data() + i * (d + 1), y.data() + i * (d + 1) + d, x.data() + i * d);
     std::vector<double> div(n, 0.0);
-    // Each pass builds its own graph: a second backward pass through one graph would add to
-    // the gradients its intermediate nodes kept from the first.
+    // One forward graph, one backward pass through it per coordinate or probe.
+    Var xv(x, true);
+    const Var v = probability_flow_velocity_var(model_, xv, t, none_);
+    for (std::size_t i = 0; i < n; ++i)
+      std::copy(v.value().data() + i * d, v.value().data() + (i + 1) * d, dy.data() + i * (d + 1));
     const std::size_t passes = probes_.empty() ? d : probes_.size();
     for (std::size_t k = 0; k < passes; ++k) {
-      const Var xv(x, true);
-      const Var v = probability_flow_velocity_var(model_, xv, t, none_);
-      if (k == 0)
-        for (std::size_t i = 0; i < n; ++i)
-          std::copy(v.value().data() + i * d, v.value().data() + (i + 1) * d, dy.data() + i * (d + 1));
+      xv.zero_grad();
       if (probes_.empty()) {
         // Exact: seed e_k in every row. Rows are independent, so each row of the gradient is
         // that row's d v_k / d x, and its column k the diagonal entry d v_k / d x_k.
