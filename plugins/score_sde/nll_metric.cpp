@@ -216,20 +216,10 @@ class NllMetric : public Metric {
 std::shared_ptr<Metric> make_nll(const ConfigNode& c, const BuildContext& ctx) {
   NllOptions o;
   o.n = static_cast<std::size_t>(c.get_int("n", 1000, 1, 100000000));
-  o.method = parse_ode_method(c.get_choice("method", "dopri5", ode_method_names()));
-  if (o.method == OdeMethod::dopri5) {
-    for (const char* key : {"steps", "spacing", "timesteps"})
-      if (c.has(key)) c.at(key).error("dopri5 chooses its own steps; `" + std::string(key) +
-                                      "` is for the fixed-step methods (euler, midpoint, heun, rk4)");
-    o.adaptive.rtol = c.get_double("rtol", 1e-5, Interval::greater_than(0));
-    o.adaptive.atol = c.get_double("atol", 1e-5, Interval::greater_than(0));
-    o.adaptive.max_steps = static_cast<std::size_t>(c.get_int("max_steps", 10000, 1, 100000000));
-  } else {
-    for (const char* key : {"rtol", "atol", "max_steps"})
-      if (c.has(key)) c.at(key).error("`" + std::string(key) + "` sets the adaptive method's error control; method " +
-                                      ode_method_name(o.method) + " takes `steps` (use method: dopri5)");
-    o.grid = read_time_grid(c, 100, ctx);
-  }
+  OdeIntegration integration = read_ode_integration(c, 100, ctx);
+  o.method = integration.method;
+  o.adaptive = integration.adaptive;
+  o.grid = std::move(integration.grid);
   const std::string div = c.get_choice("divergence", "auto", {"auto", "exact", "hutchinson"});
   o.divergence = div == "exact" ? Divergence::exact : div == "hutchinson" ? Divergence::hutchinson : Divergence::auto_;
   o.exact_max_dim = static_cast<std::size_t>(c.get_int("exact_max_dim", 16, 0, 1000000));

@@ -1,7 +1,8 @@
 // bench_sampling: the score-SDE samplers of plugins/score_sde (Song et al. 2021) against the
 // same network in PyTorch, with the probability-flow ODE integrated by scipy.
 //
-//   bench_sampling [--steps 2000] [--n 2000] [--pc-steps N] [--rtol R] [--atol A] [--repeats 5]
+//   bench_sampling [--steps 2000] [--n 2000] [--pc-steps N] [--rtol R] [--atol A] [--controller C]
+//                  [--repeats 5]
 //                  [--seed 0] [--threads N] [--no-torch] [--yaml PATH] [--torch-script PATH]
 //                  [--keep-weights PATH]
 //
@@ -26,8 +27,9 @@
 // run that takes 3 times as long as the 1-thread one is stopped, and 2 threads dropped.
 //
 // The first sampler of each type in the file is timed; a type the file lacks is added with the
-// sampler's defaults (the ode's: dopri5, rtol = atol = 1e-5). --pc-steps, --rtol and --atol
-// default to the file's (or those) settings. Sample means and standard deviations are in the
+// sampler's defaults (the ode's: dopri5, rtol = atol = 1e-5, the PI controller). --pc-steps,
+// --rtol, --atol and --controller (pi, or standard: scipy's own controller) default to the
+// file's (or those) settings. Sample means and standard deviations are in the
 // model's (encoded) coordinates on both sides.
 //
 // Prints the machine, a table (samples/s of both sides, the ratio ours / baseline, NFE of both,
@@ -70,6 +72,7 @@ struct Options {
   long steps = 2000, n = 2000;
   long pc_steps = 0;                               // 0: the file's
   double rtol = std::nan(""), atol = std::nan("");  // NaN: the file's
+  std::string controller;                          // "": the file's
   long repeats = 5, seed = 0, threads = 0;
   bool torch = true;
   std::string yaml = DIFFUSION_SAMPLING_YAML;
@@ -79,8 +82,8 @@ struct Options {
 
 const Cli cli{
     "bench_sampling",
-    "usage: bench_sampling [--steps N] [--n N] [--pc-steps N] [--rtol R] [--atol A] [--repeats N]\n"
-    "                      [--seed S] [--threads N] [--no-torch] [--yaml PATH] [--torch-script PATH]\n"
+    "usage: bench_sampling [--steps N] [--n N] [--pc-steps N] [--rtol R] [--atol A] [--controller pi|standard]\n"
+    "                      [--repeats N] [--seed S] [--threads N] [--no-torch] [--yaml PATH] [--torch-script PATH]\n"
     "                      [--keep-weights PATH]\n"};
 
 Options parse(int argc, char** argv) {
@@ -96,7 +99,10 @@ Options parse(int argc, char** argv) {
     else if (a == "--pc-steps") o.pc_steps = cli.integer(a, v, 2);
     else if (a == "--rtol") o.rtol = cli.number(a, v, 1e-12);
     else if (a == "--atol") o.atol = cli.number(a, v, 1e-12);
-    else if (a == "--repeats") o.repeats = cli.integer(a, v, 1);
+    else if (a == "--controller") {
+      if (v != "pi" && v != "standard") cli.fail("--controller: expected pi or standard, got " + v);
+      o.controller = v;
+    } else if (a == "--repeats") o.repeats = cli.integer(a, v, 1);
     else if (a == "--seed") o.seed = cli.integer(a, v, 0);
     else if (a == "--threads") o.threads = cli.integer(a, v, 1);
     else if (a == "--yaml") o.yaml = v;
@@ -160,6 +166,7 @@ ConfigNode node_at(const Config& c, const std::string& prefix) {
 /// The settings the baseline needs, read from the composed file (overrides applied).
 struct SamplerSettings {
   double rtol = 0, atol = 0;
+  std::string controller;
   bool ode_denoise = false;
   long pc_steps = 0;
   std::string predictor, ancestral_variance = "posterior", corrector;
@@ -177,6 +184,7 @@ SamplerSettings read_settings(const Config& c, const std::map<std::string, std::
     throw std::runtime_error("the ode sampler must use method: dopri5 (the baseline's RK45)");
   s.rtol = ode.get_double("rtol", 1e-5);
   s.atol = ode.get_double("atol", 1e-5);
+  s.controller = ode.get_string("controller", "pi");
   s.ode_denoise = ode.get_bool("denoise", false);
   // pc_sampler.cpp's defaults: 1000 steps, the linear grid, reverse_diffusion, Langevin 0.16 x 1.
   const ConfigNode pc = node_at(c, at.at("pc"));
@@ -537,6 +545,7 @@ int run(const Options& o) {
   if (o.pc_steps) overrides.push_back(at.at("pc") + ".steps=" + std::to_string(o.pc_steps));
   if (!std::isnan(o.rtol)) overrides.push_back(at.at("ode") + ".rtol=" + number_text(o.rtol));
   if (!std::isnan(o.atol)) overrides.push_back(at.at("ode") + ".atol=" + number_text(o.atol));
+  if (!o.controller.empty()) overrides.push_back(at.at("ode") + ".controller=" + o.controller);
   config.apply_overrides(overrides);
   Config settings_view = config;  // read separately: the composed one tracks its own known keys
   const SamplerSettings settings = read_settings(settings_view, at);
@@ -562,7 +571,7 @@ int run(const Options& o) {
               vp.t_max, vp.time_scale);
   for (const std::string& a : overrides)
     if (a.rfind("sampler=", 0) == 0) std::printf("%s has no such sampler; added: %s\n", o.yaml.c_str(), a.c_str());
-  std::printf("ode: dopri5, rtol %g, atol %g%s; pc: %ld steps, predictor %s, corrector %s", settings.rtol,
+  std::printf("ode: dopri5 (%s controller), rtol %g, atol %g%s; pc: %ld steps, predictor %s, corrector %s", settings.controller.c_str(), settings.rtol,
               settings.atol, settings.ode_denoise ? ", denoised" : "", settings.pc_steps, settings.predictor.c_str(),
               settings.corrector.c_str());
   if (settings.corrector != "none") std::printf(" (snr %g, %ld step%s)", settings.snr, settings.corrector_steps,
@@ -651,7 +660,7 @@ int run(const Options& o) {
   std::ostringstream js;
   js << "{\"impl\": \"diffusion-cpp\", \"threads\": " << threads << ", \"n\": " << o.n
      << ", \"train_steps\": " << o.steps << ", \"repeats\": " << o.repeats
-     << ", \"rtol\": " << json_number(settings.rtol) << ", \"atol\": " << json_number(settings.atol)
+     << ", \"controller\": \"" << settings.controller << "\"" << ", \"rtol\": " << json_number(settings.rtol) << ", \"atol\": " << json_number(settings.atol)
      << ", \"pc_steps\": " << settings.pc_steps << ", \"ours\": [" << json_series(ours["ode"], n) << ", "
      << json_series(ours["pc"], n) << "]";
   if (o.torch) {

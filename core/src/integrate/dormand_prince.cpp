@@ -9,7 +9,8 @@
 // one step size for the whole batch (as torchdiffeq does); the step is accepted when err <= 1.
 // Step size: the PI controller of Gustafsson (1991) in Hairer & Wanner, Solving ODEs II,
 // section IV.2, eq. 2.43c, h_new = h safety err_n^(-beta1) err_{n-1}^beta2 with beta1 = 0.7/5,
-// beta2 = 0.4/5; after a rejection the plain controller h safety err^(-1/5), never growing, and
+// beta2 = 0.4/5 (or, with StepController::standard, the plain h safety err^(-1/5) of scipy and
+// torchdiffeq); after a rejection the plain controller h safety err^(-1/5), never growing, and
 // the step after a rejection does not grow either (Hairer & Wanner I, section II.4).
 // The first step, when not given: Hairer, Norsett & Wanner I, section II.4, "Starting step size".
 #include <algorithm>
@@ -197,8 +198,10 @@ OdeStats integrate_adaptive(const VectorField& f, double t0, double t1, Tensor& 
       ++stats.accepted;
       if (observe) observe(t, y);
       const double err_n = std::max(err, kMinErr);
-      factor = std::clamp(options.safety * std::pow(err_n, -kBeta1) * std::pow(err_prev, kBeta2), options.min_factor,
-                          options.max_factor);
+      const double proposed = options.controller == StepController::pi
+                                  ? options.safety * std::pow(err_n, -kBeta1) * std::pow(err_prev, kBeta2)
+                                  : options.safety * std::pow(err_n, -1.0 / 5);
+      factor = std::clamp(proposed, options.min_factor, options.max_factor);
       if (after_reject) factor = std::min(factor, 1.0);
       err_prev = err_n;
       after_reject = false;

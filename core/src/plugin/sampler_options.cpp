@@ -53,4 +53,25 @@ PriorDraw read_prior_draw(const ConfigNode& c, const BuildContext& ctx) {
   return prior;
 }
 
+OdeIntegration read_ode_integration(const ConfigNode& c, std::int64_t default_steps, const BuildContext& ctx) {
+  OdeIntegration o;
+  o.method = parse_ode_method(c.get_choice("method", "dopri5", ode_method_names()));
+  if (o.method == OdeMethod::dopri5) {
+    for (const char* key : {"steps", "spacing", "timesteps"})
+      if (c.has(key)) c.at(key).error("dopri5 chooses its own steps; `" + std::string(key) +
+                                      "` is for the fixed-step methods (euler, midpoint, heun, rk4)");
+    o.adaptive.rtol = c.get_double("rtol", 1e-5, Interval::greater_than(0));
+    o.adaptive.atol = c.get_double("atol", 1e-5, Interval::greater_than(0));
+    o.adaptive.max_steps = static_cast<std::size_t>(c.get_int("max_steps", 10000, 1, 100000000));
+    o.adaptive.controller =
+        c.get_choice("controller", "pi", {"pi", "standard"}) == "pi" ? StepController::pi : StepController::standard;
+  } else {
+    for (const char* key : {"rtol", "atol", "max_steps", "controller"})
+      if (c.has(key)) c.at(key).error("`" + std::string(key) + "` sets the adaptive method's error control; method " +
+                                      ode_method_name(o.method) + " takes `steps` (use method: dopri5)");
+    o.grid = read_time_grid(c, default_steps, ctx);
+  }
+  return o;
+}
+
 }  // namespace diffusion

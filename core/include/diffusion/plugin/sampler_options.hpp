@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "diffusion/components.hpp"
+#include "diffusion/integrate/ode.hpp"
 #include "diffusion/io/config.hpp"
 
 namespace diffusion {
@@ -30,6 +31,18 @@ std::vector<double> read_decreasing_times(const ConfigNode& node, const std::str
 /// `steps`, or every step of a discrete path when it is 0; Error naming the sampler for a
 /// continuous path.
 std::size_t resolve_steps(std::size_t steps, const Path& path, const char* sampler);
+
+/// How an ODE is integrated, as a sampler or metric reads it.
+struct OdeIntegration {
+  OdeMethod method = OdeMethod::dopri5;
+  AdaptiveOptions adaptive;  ///< dopri5's
+  GridOption grid;           ///< the fixed-step methods'
+};
+
+/// `method:` euler, midpoint, heun, rk4 or dopri5 (the default). dopri5 reads `rtol` and `atol`
+/// (default 1e-5), `max_steps` (10000) and `controller: pi | standard` (pi) and refuses a time
+/// grid; the fixed-step methods read one (read_time_grid, default_steps) and refuse dopri5's keys.
+OdeIntegration read_ode_integration(const ConfigNode& node, std::int64_t default_steps, const BuildContext& ctx);
 
 /// `prior: iid | rqmc` (default iid); rqmc is refused for samples of more than
 /// kMaxRqmcDimension values.
