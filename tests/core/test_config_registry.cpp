@@ -68,7 +68,8 @@ TEST_CASE("an unknown type lists the sorted known names and the nearest", "[regi
                       "u.yaml:2:9: sampler.type: unknown sampler 'ddjm' (known: ancestral, ddim, "
                       "euler, pc); did you mean 'ddim'?");
   REQUIRE_THROWS_WITH(things.create(cfg.root().at("other"), 0),
-                      "u.yaml:4:8: other: unknown sampler 'qqqqqqq' (known: ancestral, ddim, euler, pc)");
+                      "u.yaml:4:8: other: unknown sampler 'qqqqqqq' (known: ancestral, ddim, euler, pc); if a "
+                      "plugin provides it, load it (runexp --plugins FILE_OR_FOLDER); no plugin is loaded");
   const ConfigError e = [&] {
     try {
       things.create(cfg.root().at("sampler"), 0);

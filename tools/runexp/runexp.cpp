@@ -1,6 +1,6 @@
 // runexp: train, sample, evaluate and write one HDF5 results file from a YAML experiment.
 //
-//   runexp FILE.yaml [key.path=value ...] [--out PATH] [--seed N] [--plugins DIR]
+//   runexp FILE.yaml [key.path=value ...] [--out PATH] [--seed N] [--plugins FILE_OR_DIR]
 //          [--print-config] [--list]
 //   runexp --resume RUN.h5 [FILE.yaml] [key.path=value ...] [--force] [--out PATH]
 //   runexp FILE.yaml -m key=a,b other=x,y [key.path=value ...] [--array-index I] [--dry-run]
@@ -220,7 +220,7 @@ int run(int argc, char** argv) {
       ("seed", po::value<std::uint64_t>(), "override the experiment's seed")
       ("init", po::value<std::string>(), "load the trained model of this results file (same as init=PATH)")
       ("plugins", po::value<std::vector<std::string>>()->composing(),
-       "also load the plugins in this folder (repeatable)")
+       "also load this plugin file, or the plugins in this folder (repeatable)")
       ("resume", po::value<std::string>(), "continue the interrupted run whose results file is RUN.h5, "
        "from the newest valid checkpoint in RUN.h5.ckpt/ (config from the checkpoint)")
       ("force", "with --resume: accept a config that differs from the checkpoint's")
@@ -249,7 +249,7 @@ int run(int argc, char** argv) {
   }
   load_plugin_dir(default_plugin_dir());
   if (vm.count("plugins"))
-    for (const auto& dir : vm["plugins"].as<std::vector<std::string>>()) load_plugin_dir(dir);
+    for (const auto& path : vm["plugins"].as<std::vector<std::string>>()) load_plugins(path);
   if (vm.count("list")) {
     Registries& r = registries();
     list_kind(r.datasets), list_kind(r.networks), list_kind(r.paths), list_kind(r.losses),
@@ -354,6 +354,9 @@ int main(int argc, char** argv) {
     std::cerr << "runexp: error: " << e.what() << "\n";
     return 2;
   } catch (const UsageError& e) {
+    std::cerr << "runexp: error: " << e.what() << "\n";
+    return 2;
+  } catch (const PluginError& e) {
     std::cerr << "runexp: error: " << e.what() << "\n";
     return 2;
   } catch (const SweepError& e) {

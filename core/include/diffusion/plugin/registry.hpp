@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,10 @@
 #include "diffusion/io/text.hpp"
 
 namespace diffusion {
+
+/// "loaded plugins: libdiffusion_ddpm.so, ..." (file names), or "no plugin is loaded", for
+/// errors about a name no registry knows (plugin_loader.cpp).
+std::string loaded_plugins_text();
 
 /// A table of factories for one kind of component ("sampler", "dataset", ...), keyed by the
 /// YAML type name. Entries from a plugin carry the plugin's library handle (`owner`), and
@@ -133,12 +138,13 @@ class Registry {
       for (const auto& e : entries_) known.push_back(e.first);
     }
     std::string msg = "unknown " + kind_ + " '" + name + "'";
-    if (known.empty()) {
-      msg += "; no " + kind_ + " is registered (is the plugin loaded?)";
-    } else {
-      msg += " (known: " + join(known, ", ") + ")";
-      if (const auto near = nearest(name, known)) msg += "; did you mean '" + *near + "'?";
-    }
+    if (known.empty()) msg += "; no " + kind_ + " is registered";
+    else msg += " (known: " + join(known, ", ") + ")";
+    // A near name is most likely a typo; otherwise the plugin that provides it may not be loaded.
+    if (const auto near = known.empty() ? std::nullopt : nearest(name, known))
+      msg += "; did you mean '" + *near + "'?";
+    else
+      msg += "; if a plugin provides it, load it (runexp --plugins FILE_OR_FOLDER); " + loaded_plugins_text();
     // Point at the name itself: the `type` value, or the scalar of the shorthand form.
     const ConfigNode where = node.is_scalar() ? node : node.at("type");
     where.error(msg);
