@@ -11,6 +11,20 @@
 namespace diffusion {
 namespace {
 
+// Why `name` cannot name a file in the results folder or an HDF5 group ("" when it can): an
+// empty name, one with a path separator (it would write elsewhere: name=../../escape) or a
+// control character, or one starting with '.' (a hidden file, or "." and "..").
+std::string bad_name_reason(const std::string& name) {
+  if (name.empty()) return "is empty";
+  if (name.size() > 200) return "is longer than 200 characters";
+  for (const char c : name) {
+    if (c == '/' || c == '\\') return "contains a path separator";
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "contains a control character";
+  }
+  if (name[0] == '.') return "starts with '.'";
+  return "";
+}
+
 std::unique_ptr<Optimizer> make_optimizer(const ConfigNode& c, const std::vector<Var>& params) {
   const std::string type = c.get_choice("type", "adam", {"adam", "adamw", "sgd"});
   const double lr = c.get_double("lr", 1e-3, Interval::greater_than(0));
@@ -142,6 +156,8 @@ void read_samplers(const ConfigNode& root, Experiment& ex, Registries& regs, con
     s.trajectory = static_cast<std::size_t>(node.get_int("trajectory", 0, 0, 10000));
     s.use_ema = node.get_bool("use_ema", true);
     s.repeats = static_cast<std::size_t>(node.get_int("repeats", 1, 1, 1000));
+    if (const std::string why = bad_name_reason(s.name); !why.empty())
+      node.at("name").error("the sampler's name '" + s.name + "' " + why + " (it names the group /samples/<name>)");
     if (s.name == "data") node.at("name").error("'data' is the metric floor's group; give the sampler another name");
     if (s.name == "model")
       node.at("name").error("'model' is the group of the model's own metrics; give the sampler another name");
@@ -184,6 +200,12 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
   Experiment ex(config);
   const ConfigNode root = ex.config.root();
   ex.name = root.get_string("name", std::filesystem::path(config.name()).stem().string());
+  if (const std::string why = bad_name_reason(ex.name); !why.empty()) {
+    const std::string msg = "the experiment's name '" + ex.name + "' " + why +
+                            " (it names the results file, results/<name>.h5)";
+    if (root.has("name")) root.at("name").error(msg);
+    root.error(msg + "; give it a `name:`");
+  }
   ex.seed = static_cast<std::uint64_t>(root.get_int("seed", 0, 0));
   Rng init = Rng(ex.seed).split("init");
   BuildContext ctx;
