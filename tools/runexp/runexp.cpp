@@ -25,6 +25,7 @@
 #include <diffusion/run/checkpoint.hpp>
 #include <diffusion/run/experiment.hpp>
 #include <diffusion/plugin/plugin_loader.hpp>
+#include <diffusion/run/output_lock.hpp>
 #include <diffusion/run/results.hpp>
 #include <diffusion/run/runner.hpp>
 #include <diffusion/run/sweep.hpp>
@@ -354,6 +355,9 @@ int main(int argc, char** argv) {
     std::cerr << "runexp: error: " << e.what() << "\n";
     return 2;
   } catch (const UsageError& e) {
+    std::cerr << "runexp: error: " << e.what() << "\n";
+    return 2;
+  } catch (const OutputConflict& e) {
     std::cerr << "runexp: error: " << e.what() << "\n";
     return 2;
   } catch (const PluginError& e) {

@@ -8,6 +8,7 @@
 
 #include "diffusion/io/hdf5_io.hpp"
 #include "diffusion/run/checkpoint.hpp"
+#include "diffusion/run/output_lock.hpp"
 #include "diffusion/run/stages.hpp"
 
 namespace diffusion {
@@ -78,6 +79,13 @@ RunContext::RunContext(Experiment& e, const RunOptions& o, RunResult& r, Results
 
 RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
   const auto t_start = Clock::now();
+  // Before anything is read or removed: this run alone writes the output, and it is none of
+  // the run's inputs.
+  const OutputLock owner(opt.out_path);
+  std::vector<std::pair<std::string, std::string>> inputs{{"the experiment file", ex.config.name()},
+                                                          {"the init file", ex.init}};
+  for (const ModelSlot& slot : ex.models.slots()) inputs.push_back({"models." + slot.name + ".init", slot.init});
+  check_output_is_no_input(opt.out_path, inputs);
   check_resume(ex, opt);
   RunResult result;
   result.out_path = opt.out_path;
