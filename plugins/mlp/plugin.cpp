@@ -1,4 +1,5 @@
-// The time-conditioned MLP of toy-data diffusion experiments (optionally class-conditioned).
+// The time-conditioned networks of toy-data diffusion experiments (optionally class-conditioned):
+// the MLP (`mlp`: time_mlp) and the residual MLP (`residual_mlp`: residual_mlp).
 #include <diffusion/plugin.hpp>
 
 DIFFUSION_PLUGIN("mlp")
