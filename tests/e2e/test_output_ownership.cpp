@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -85,4 +86,36 @@ TEST_CASE("a second run on an output another run is writing is refused naming it
   ::kill(killed, SIGKILL);
   wait_runexp(killed, dir / "killed");
   CHECK(run_runexp({yaml, "--out", out}, dir / "after").status == 0);
+}
+
+TEST_CASE("a fresh run replaces the earlier run's checkpoints only once its first one is written",
+          "[e2e][runexp][ownership]") {
+  ScratchDir dir("own-ckpt");
+  const std::string yaml = dir / "x.yaml", out = dir / "r.h5", ckpt = out + ".ckpt";
+  std::ofstream(yaml) << kTiny;
+  REQUIRE(run_runexp({yaml, "--out", out}, dir / "first").status == 0);
+  const auto names = [&] {
+    std::set<std::string> n;
+    for (const auto& e : fs::directory_iterator(ckpt)) n.insert(e.path().filename().string());
+    return n;
+  };
+  REQUIRE(names() == std::set<std::string>{"step_20.h5"});
+  const std::string results_before = read_text(out);
+
+  // Killed outright before its first checkpoint: the earlier run's file and checkpoint remain.
+  const pid_t killed =
+      spawn_runexp({yaml, "seed=1", "train.steps=200000", "train.checkpoint_every=150000", "--out", out}, dir / "k");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ::kill(killed, SIGKILL);
+  wait_runexp(killed, dir / "k");
+  CHECK(names() == std::set<std::string>{"step_20.h5"});
+  CHECK(read_text(out) == results_before);
+
+  // A fresh run that writes its checkpoint replaces them; nothing set aside is left behind.
+  REQUIRE(run_runexp({yaml, "seed=2", "train.steps=10", "--out", out}, dir / "second").status == 0);
+  CHECK(names() == std::set<std::string>{"step_10.h5"});
+  // One that trains no steps writes none: the earlier ones, whose file it replaced, are removed.
+  REQUIRE(run_runexp({yaml, "train.steps=0", "--init", out, "--out", dir / "fromit.h5"}, dir / "third").status == 0);
+  REQUIRE(run_runexp({yaml, "train.steps=0", "--init", dir / "fromit.h5", "--out", out}, dir / "fourth").status == 0);
+  CHECK(names().empty());
 }

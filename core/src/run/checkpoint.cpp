@@ -334,4 +334,27 @@ void remove_checkpoints(const std::string& dir, std::int64_t after_step) {
   }
 }
 
+namespace {
+fs::path set_aside_dir(const std::string& dir) { return fs::path(dir) / ".replaced"; }
+}  // namespace
+
+void set_aside_checkpoints(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  const fs::path aside = set_aside_dir(dir);
+  fs::remove_all(aside, ec);  // a run that died between set-aside and discard: superseded now
+  fs::create_directory(aside, ec);
+  if (ec) throw Error("checkpoint folder " + dir + ": cannot create " + aside.string() + ": " + ec.message());
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    fs::rename(e.path(), aside / e.path().filename(), ec);
+    if (ec) throw Error("checkpoint folder " + dir + ": cannot set aside " + e.path().string() + ": " + ec.message());
+  }
+}
+
+void discard_set_aside_checkpoints(const std::string& dir) {
+  std::error_code ec;
+  fs::remove_all(set_aside_dir(dir), ec);
+}
+
 }  // namespace diffusion

@@ -89,8 +89,6 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
   check_resume(ex, opt);
   RunResult result;
   result.out_path = opt.out_path;
-  // A fresh run owns its checkpoint folder: old checkpoints there belong to another history.
-  if (opt.resume_from.empty()) remove_checkpoints(checkpoint_dir_of(opt));
   ResultsWriter out(opt.out_path);
   RunContext run(ex, opt, result, out);
   try {
@@ -101,6 +99,9 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
       evaluate_samples(run);
       result.total_seconds = seconds_since(t_start);
       write_results(run);
+      // A fresh run that trained no steps wrote no checkpoint to replace the earlier run's:
+      // they belonged to the file just replaced.
+      if (opt.resume_from.empty() && result.checkpoint.empty()) remove_checkpoints(run.checkpoint_dir);
     } catch (const RunInterrupted&) {
       finish_interrupted(run, t_start);
     }

@@ -4,6 +4,7 @@
 #include <ostream>
 
 #include "diffusion/io/hdf5_io.hpp"
+#include "diffusion/run/checkpoint.hpp"
 #include "diffusion/run/progress.hpp"
 #include "diffusion/run/stages.hpp"
 #include "diffusion/run/train_loop.hpp"
@@ -49,10 +50,16 @@ void train_model(RunContext& run) {
     if (log) *log << "resumed from " << run.options.resume_from << " at step " << loop.steps_done() << "\n";
   }
   std::int64_t last_checkpoint = run.resuming() ? loop.steps_done() : -1;
+  // A fresh run's first checkpoint replaces those of the run that wrote this output before,
+  // which stay usable until then.
+  bool replaces_earlier = !run.resuming();
   const auto checkpoint = [&] {
     if (loop.steps_done() == last_checkpoint) return;
     try {
+      if (replaces_earlier) set_aside_checkpoints(run.checkpoint_dir);
       run.result.checkpoint = loop.checkpoint(run.checkpoint_dir, static_cast<int>(ts.keep_checkpoints));
+      if (replaces_earlier) discard_set_aside_checkpoints(run.checkpoint_dir);
+      replaces_earlier = false;
     } catch (const Error& e) {
       throw Error(std::string(e.what()) +
                   (run.result.checkpoint.empty() ? "" : "; last good checkpoint " + run.result.checkpoint));

@@ -91,6 +91,14 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
 CheckpointInfo read_checkpoint(const std::string& path, TrainingState& state, Models& models, EMA* ema,
                                Optimizer& optimizer);
 
+/// A fresh run's first checkpoint replaces an earlier run's in the same folder, and only once it
+/// is written: set_aside_checkpoints moves every file of the folder (checkpoints, leftover
+/// temporary files) into <dir>/.replaced by renames, the new checkpoint is written, then
+/// discard_set_aside_checkpoints deletes them. A run that dies before its first checkpoint
+/// leaves the earlier run's checkpoints where they were.
+void set_aside_checkpoints(const std::string& dir);
+void discard_set_aside_checkpoints(const std::string& dir);
+
 /// Remove checkpoints with a step > after_step (all with -1) and leftover temporary files, so a
 /// fresh run (or a resumed one) never mixes in files from another history.
 void remove_checkpoints(const std::string& dir, std::int64_t after_step = -1);
