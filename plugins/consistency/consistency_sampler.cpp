@@ -5,14 +5,17 @@
 //
 // f is the sampled model's x0 prediction (the consistency preconditioning), T and sigma_min the
 // path's sigma at t_max and t_min. One network evaluation per sigma plus one (the run reports it
-// as nfe); `sigmas: []` (the default) is one-step sampling.
+// as nfe); `sigmas: []` (the default) is one-step sampling. `prior: rqmc` draws x_T from
+// randomised quasi-Monte Carlo points: the first step is a deterministic map of x_T, so evenly
+// spread starting points give evenly spread one-step samples.
 //
-//   sampler: {type: consistency, name: cm_2step, sigmas: [0.8]}
+//   sampler: {type: consistency, name: cm_2step, sigmas: [0.8], prior: rqmc}
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include <diffusion/plugin.hpp>
+#include <diffusion/plugin/sampler_options.hpp>
 
 #include "noise_levels.hpp"
 
@@ -21,7 +24,7 @@ namespace {
 
 class ConsistencySampler : public Sampler {
  public:
-  explicit ConsistencySampler(std::vector<double> sigmas) : sigmas_(std::move(sigmas)) {}
+  ConsistencySampler(std::vector<double> sigmas, PriorDraw prior) : sigmas_(std::move(sigmas)), prior_(prior) {}
 
   void check(const Path& path, const Source& source) const override {
     require_unit_alpha(path, "sampler consistency");
@@ -39,7 +42,7 @@ class ConsistencySampler : public Sampler {
     check(path, req.source_or_default());
     const double s_min = path.sigma(path.t_min()), s_max = path.sigma(path.t_max());
     const std::size_t total = sigmas_.size() + 1;
-    Tensor x = req.source_or_default().sample(req.shape, rng);
+    Tensor x = req.source_or_default().sample(req.shape, rng, prior_);
     for (float& v : x) v = static_cast<float>(s_max * v);
     if (req.trajectory) req.trajectory->record(x, path.t_max(), 0, total);
     Prediction p;
@@ -65,9 +68,10 @@ class ConsistencySampler : public Sampler {
 
  private:
   std::vector<double> sigmas_;
+  PriorDraw prior_;
 };
 
-std::shared_ptr<Sampler> make_consistency(const ConfigNode& c, const BuildContext&) {
+std::shared_ptr<Sampler> make_consistency(const ConfigNode& c, const BuildContext& ctx) {
   std::vector<double> sigmas;
   if (c.has("sigmas")) {
     sigmas = c.get_double_list("sigmas");
@@ -76,7 +80,7 @@ std::shared_ptr<Sampler> make_consistency(const ConfigNode& c, const BuildContex
       if (k > 0 && !(sigmas[k] < sigmas[k - 1])) c.at("sigmas").item(k).fail("strictly decreasing noise levels");
     }
   }
-  return std::make_shared<ConsistencySampler>(std::move(sigmas));
+  return std::make_shared<ConsistencySampler>(std::move(sigmas), read_prior_draw(c, ctx));
 }
 
 }  // namespace
