@@ -20,6 +20,8 @@
 #include <diffusion/nn/layers.hpp>
 #include <diffusion/plugin.hpp>
 
+#include "time_embedding.hpp"
+
 namespace diffusion::mlp {
 namespace {
 
@@ -49,30 +51,14 @@ class ResidualMlp : public Network {
     const auto expansion = static_cast<std::size_t>(c.get_int("expansion", 4, 1, 1 << 10));
     act_ = parse_activation(c.get_choice("activation", "silu", {"relu", "silu", "gelu", "tanh", "sigmoid"}));
 
-    const auto te = c.find("time_embedding");
-    const std::string te_type = te ? te->type() : "sinusoidal";
-    std::size_t te_dim = 1;
-    if (te_type == "raw") {
-      raw_time_ = true;
-    } else {
-      te_dim = static_cast<std::size_t>(te ? te->get_int("dim", 32, 2, 1 << 16) : 32);
-      if (te_dim % 2) te->at("dim").fail("an even integer");
-      if (te_type == "sinusoidal") {
-        const double period = te ? te->get_double("max_period", 10000.0, Interval::greater_than(0)) : 10000.0;
-        sinusoidal_ = register_module("time_embedding", std::make_shared<SinusoidalEmbedding>(te_dim, period));
-      } else if (te_type == "fourier") {
-        const double scale = te->get_double("scale", 16.0, Interval::greater_than(0));
-        fourier_ = register_module("time_embedding", std::make_shared<GaussianFourierEmbedding>(te_dim, scale, rng));
-      } else {
-        te->error("unknown time_embedding type '" + te_type + "' (expected sinusoidal, fourier or raw)");
-      }
-    }
+    time_ = read_time_embedding(*this, c.find("time_embedding"), rng, /*allow_raw=*/true);
+    const std::size_t te_dim = time_.width;
     std::size_t cond_dim = te_dim;
     if (c.get_bool("class_conditional", false)) {
       if (ctx.num_classes <= 0) c.at("class_conditional").error("the data set has no labels to condition on");
       classes_ = ctx.num_classes;
       // Of the embedding's width; with a raw time, of the width the sinusoidal default would have.
-      const std::size_t class_dim = raw_time_ ? 32 : te_dim;
+      const std::size_t class_dim = time_.raw() ? 32 : te_dim;
       class_embedding_ = register_parameter("class_embedding", Var(rng.normal({std::size_t(classes_) + 1, class_dim})));
       cond_dim += class_dim;
     }
@@ -86,8 +72,7 @@ class ResidualMlp : public Network {
   bool class_conditional() const override { return classes_ > 0; }
 
   Var forward(const Var& x, const Tensor& t, const Condition& c) override {
-    const long n = static_cast<long>(t.size());
-    Var time = raw_time_ ? reshape(Var(t), {n, 1}) : sinusoidal_ ? sinusoidal_->forward(t) : fourier_->forward(t);
+    Var time = time_.forward(t);
     Var in;
     if (classes_) {
       if (!c.has_labels()) throw Error("residual_mlp: class-conditional network called without labels");
@@ -109,10 +94,8 @@ class ResidualMlp : public Network {
 
  private:
   Activation act_ = Activation::silu;
-  bool raw_time_ = false;
   int classes_ = 0;
-  std::shared_ptr<SinusoidalEmbedding> sinusoidal_;
-  std::shared_ptr<GaussianFourierEmbedding> fourier_;
+  TimeEmbedding time_;
   std::shared_ptr<Linear> input_, output_;
   std::vector<std::shared_ptr<ResidualBlock>> blocks_;
   Var class_embedding_;

@@ -7,6 +7,8 @@
 #include <diffusion/nn/layers.hpp>
 #include <diffusion/plugin.hpp>
 
+#include "time_embedding.hpp"
+
 namespace diffusion::mlp {
 namespace {
 
@@ -20,20 +22,8 @@ class TimeMlp : public Network {
     const Activation act = parse_activation(c.get_choice("activation", "silu", {"relu", "silu", "gelu", "tanh", "sigmoid"}));
     add_ = c.get_choice("conditioning", "concat", {"concat", "add"}) == "add";
 
-    // Default: the 32-dim sinusoidal embedding of DDPM.
-    const auto te = c.find("time_embedding");
-    const std::string te_type = te ? te->type() : "sinusoidal";
-    const auto te_dim = static_cast<std::size_t>(te ? te->get_int("dim", 32, 2, 1 << 16) : 32);
-    if (te_dim % 2) te->at("dim").fail("an even integer");
-    if (te_type == "sinusoidal") {
-      const double period = te ? te->get_double("max_period", 10000.0, Interval::greater_than(0)) : 10000.0;
-      sinusoidal_ = register_module("time_embedding", std::make_shared<SinusoidalEmbedding>(te_dim, period));
-    } else if (te_type == "fourier") {
-      const double scale = te->get_double("scale", 16.0, Interval::greater_than(0));
-      fourier_ = register_module("time_embedding", std::make_shared<GaussianFourierEmbedding>(te_dim, scale, rng));
-    } else {
-      te->error("unknown time_embedding type '" + te_type + "' (expected fourier or sinusoidal)");
-    }
+    time_ = read_time_embedding(*this, c.find("time_embedding"), rng, /*allow_raw=*/false);
+    const std::size_t te_dim = time_.width;
 
     std::size_t cond_dim = te_dim;
     if (c.get_bool("class_conditional", false)) {
@@ -60,7 +50,7 @@ class TimeMlp : public Network {
   bool class_conditional() const override { return classes_ > 0; }
 
   Var forward(const Var& x, const Tensor& t, const Condition& c) override {
-    Var emb = sinusoidal_ ? sinusoidal_->forward(t) : fourier_->forward(t);
+    Var emb = time_.forward(t);
     Var cls;
     if (classes_) {
       if (!c.has_labels()) throw Error("mlp: class-conditional network called without labels");
@@ -85,8 +75,7 @@ class TimeMlp : public Network {
   bool add_ = false;
   int classes_ = 0;
   Activation act_ = Activation::silu;
-  std::shared_ptr<SinusoidalEmbedding> sinusoidal_;
-  std::shared_ptr<GaussianFourierEmbedding> fourier_;
+  TimeEmbedding time_;
   std::shared_ptr<Linear> first_x_, first_c_;
   std::shared_ptr<MLP> net_;
   Var class_embedding_;
