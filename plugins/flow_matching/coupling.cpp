@@ -14,28 +14,23 @@ CouplingType parse_coupling(const std::string& name) {
   throw Error("unknown coupling '" + name + "' (expected independent or minibatch_ot)");
 }
 
-std::vector<std::size_t> ot_permutation(const Tensor& x0, const Tensor& z, std::size_t begin, std::size_t m) {
-  const std::size_t n = x0.shape()[0], per = n ? x0.size() / n : 0;
-  std::vector<double> a(m * per), b(m * per);
-  std::copy(x0.data() + begin * per, x0.data() + (begin + m) * per, a.begin());
-  std::copy(z.data() + begin * per, z.data() + (begin + m) * per, b.begin());
-  return solve_assignment_sqeuclidean(a.data(), b.data(), m, per).col_of_row;
-}
-
-void couple(const Tensor& x0, Tensor& z, const Coupling& coupling) {
+std::vector<std::size_t> ot_permutation(const Tensor& x0, const Tensor& z) {
   if (shape_of(x0) != shape_of(z))
     throw Error("coupling: data " + shape_str(x0) + " and source draws " + shape_str(z) + " differ in shape");
-  if (coupling.type == CouplingType::independent) return;
   const std::size_t n = x0.shape()[0], per = n ? x0.size() / n : 0;
-  const std::size_t block = coupling.ot_batch == 0 ? n : std::min(coupling.ot_batch, n);
+  const std::vector<double> a(x0.begin(), x0.end()), b(z.begin(), z.end());
+  return solve_assignment_sqeuclidean(a.data(), b.data(), n, per).col_of_row;
+}
+
+void couple(const Tensor& x0, Tensor& z, CouplingType type) {
+  if (shape_of(x0) != shape_of(z))
+    throw Error("coupling: data " + shape_str(x0) + " and source draws " + shape_str(z) + " differ in shape");
+  if (type == CouplingType::independent) return;
+  const std::size_t n = x0.shape()[0], per = n ? x0.size() / n : 0;
+  const std::vector<std::size_t> p = ot_permutation(x0, z);
   const Tensor source = z;
-  for (std::size_t begin = 0; begin < n; begin += block) {
-    const std::size_t m = std::min(block, n - begin);
-    const std::vector<std::size_t> p = ot_permutation(x0, source, begin, m);
-    for (std::size_t i = 0; i < m; ++i)
-      std::copy(source.data() + (begin + p[i]) * per, source.data() + (begin + p[i] + 1) * per,
-                z.data() + (begin + i) * per);
-  }
+  for (std::size_t i = 0; i < n; ++i)
+    std::copy(source.data() + p[i] * per, source.data() + (p[i] + 1) * per, z.data() + i * per);
 }
 
 }  // namespace diffusion::flow_matching

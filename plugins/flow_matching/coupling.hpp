@@ -9,10 +9,10 @@
 //                 core's exact assignment solver. Each data row and each source draw is used once,
 //                 so both marginals are exactly the batch's.
 //
-// The OT batch: the plan is computed on blocks of `ot_batch` consecutive rows of what the loss
-// sees (0: all of it in one block). The loss sees one shard of the training batch per call
-// (run/data_parallel.hpp), so an OT batch is at most a shard; a larger one needs the step-level
-// hook described in the plugin's report (the loop drawing the OT batch and cutting it).
+// The OT batch: the plan spans the whole batch of a training step (all shards; the loss plans in
+// its prepare_batch, before the loop shards the batch), or `ot_batch` rows, a multiple k of
+// train.batch_size: the loop then draws k batches at once, the loss plans them together and the
+// loop feeds them to k consecutive steps (loss.hpp, batches_per_plan).
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -25,19 +25,18 @@ enum class CouplingType { independent, minibatch_ot };
 
 struct Coupling {
   CouplingType type = CouplingType::independent;
-  std::size_t ot_batch = 0;  ///< rows per OT plan; 0: the whole batch the loss sees
+  std::size_t ot_batch = 0;  ///< rows per OT plan; 0: one training batch (train.batch_size)
 };
 
 /// "independent" or "minibatch_ot".
 CouplingType parse_coupling(const std::string& name);
 
-/// Reorders the rows of z (N, ...) so that row i of z is paired with row i of x0 (N, ...):
-/// unchanged for independent, the exact OT assignment within each block of ot_batch rows for
-/// minibatch_ot (the last block may be shorter).
-void couple(const Tensor& x0, Tensor& z, const Coupling& coupling);
+/// The optimal permutation between the rows of x0 (N, ...) and z (N, ...): p[i] is the row of
+/// z paired with row i of x0, minimising sum_i |x0_i - z_p[i]|^2 (exposed for tests).
+std::vector<std::size_t> ot_permutation(const Tensor& x0, const Tensor& z);
 
-/// The optimal permutation of one block: p[i] is the row of z paired with row i of x0, for rows
-/// [begin, begin + m) of both (exposed for tests).
-std::vector<std::size_t> ot_permutation(const Tensor& x0, const Tensor& z, std::size_t begin, std::size_t m);
+/// Reorders the rows of z (N, ...) so that row i of z is paired with row i of x0 (N, ...):
+/// unchanged for independent, the exact OT assignment of all N rows for minibatch_ot.
+void couple(const Tensor& x0, Tensor& z, CouplingType type);
 
 }  // namespace diffusion::flow_matching

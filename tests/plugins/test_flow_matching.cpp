@@ -2,7 +2,9 @@
 // 1. the `linear` (with and without sigma_min) and `cosine` paths against their closed forms,
 //    their derivatives against central differences, the conditional velocity (the velocity
 //    preconditioning's target) against d x_t / dt, and x_t's marginal for Gaussian data;
-// 2. the minibatch-OT coupling against brute force over all permutations;
+// 2. the minibatch-OT coupling against brute force over all permutations and, on 512 rows, the
+//    generic assignment solver's dual certificate; prepare_batch plans the whole block and the
+//    shards, given the sliced condition, regress on their rows' partners in that plan;
 // 3. the cfm loss on hand-computed cases (with both couplings);
 // 4. the shared `ode` sampler on the exact velocity field of a Gaussian-to-Gaussian flow
 //    (dopri5 transports the marginals; one Euler step of the independent coupling collapses
@@ -21,6 +23,7 @@
 
 #include <diffusion/components.hpp>
 #include <diffusion/io/config.hpp>
+#include <diffusion/metrics/assignment.hpp>
 #include <diffusion/model/denoising_batch.hpp>
 #include <diffusion/model/predictions.hpp>
 #include <diffusion/optim/optim.hpp>
@@ -243,12 +246,98 @@ TEST_CASE("minibatch OT coupling is the optimal permutation by brute force", "[f
       REQUIRE_THAT(total(pair_costs("{type: cfm}", x0, z), 0, n), WithinAbs(drawn, 1e-5 * (1 + drawn)));
     }
   }
-  // Blocks of ot_batch rows are planned apart: each block's cost is its own brute-force optimum.
-  const Tensor x0 = rng.normal({7, 2}), z = rng.normal({7, 2});
-  const Tensor c = pair_costs("{type: cfm, coupling: minibatch_ot, ot_batch: 4}", x0, z);
-  REQUIRE_THAT(total(c, 0, 4), WithinAbs(brute_force_ot(x0, z, 0, 4), 1e-5));
-  REQUIRE_THAT(total(c, 4, 3), WithinAbs(brute_force_ot(x0, z, 4, 3), 1e-5));
-  REQUIRE(total(c, 0, 7) >= brute_force_ot(x0, z, 0, 7) - 1e-5);
+}
+
+TEST_CASE("cfm prepare_batch plans the whole block and shards regress on their rows' partners",
+          "[flow_matching][coupling]") {
+  const auto path = make_path("{type: linear}");
+  const auto loss = create(registries().losses, "{type: cfm, coupling: minibatch_ot}");
+  AffineNet zero(0, 0);
+  Rng rng(17);
+  // Two clusters, each shard holding data near one cluster and source draws near the other:
+  // planned per shard every pair crosses (cost ~ 4 x 4 x 100), planned over the block the data
+  // rows take the source draws of their own cluster.
+  const std::size_t n = 8, half = 4;
+  Tensor x0 = rng.normal({n, 2}, 0.0f, 0.3f), z = rng.normal({n, 2}, 0.0f, 0.3f);
+  for (std::size_t i = 0; i < n; ++i) x0(i, 0) += i < half ? -5.0f : 5.0f, z(i, 0) += i < half ? 5.0f : -5.0f;
+  const FixedSource source(z);
+  TrainContext ctx;
+  ctx.path = path.get();
+  ctx.source = &source;
+  Tensor block = x0;
+  Condition c;
+  loss->prepare_batch(block, c, ctx, rng);
+  REQUIRE(std::equal(block.begin(), block.end(), x0.begin()));  // the data rows are kept in order
+  REQUIRE(c.has("cfm_source"));
+  REQUIRE(c.rows() == n);
+  // The plan over the block is the brute-force optimum over all 8! pairings, and a permutation
+  // of the source draws (each used once).
+  const Tensor& paired = c.tensor("cfm_source");
+  double planned = 0;
+  std::vector<std::size_t> used;
+  for (std::size_t i = 0; i < n; ++i) {
+    planned += sq_dist(&x0(i, 0), &paired(i, 0), 2);
+    for (std::size_t j = 0; j < n; ++j)
+      if (paired(i, 0) == z(j, 0) && paired(i, 1) == z(j, 1)) used.push_back(j);
+  }
+  std::sort(used.begin(), used.end());
+  std::vector<std::size_t> all(n);
+  std::iota(all.begin(), all.end(), 0);
+  REQUIRE(used == all);
+  const double best = brute_force_ot(x0, z, 0, n);
+  REQUIRE_THAT(planned, WithinAbs(best, 1e-5 * (1 + best)));
+  // Each shard (the condition sliced with its rows) regresses on its rows' partners in the
+  // block's plan: with F = 0 the per-sample value is |z_paired - x0|^2 whatever the time, so the
+  // two shards' values add up to the block's optimum, far below the per-shard optima.
+  double shards = 0;
+  for (std::size_t s = 0; s < 2; ++s) {
+    Tensor xs = Tensor::from_shape({half, 2});
+    std::copy(x0.data() + s * half * 2, x0.data() + (s + 1) * half * 2, xs.data());
+    const Tensor v = loss->loss(zero, xs, c.slice(s * half, (s + 1) * half), ctx, rng).per_sample.value();
+    for (std::size_t i = 0; i < half; ++i) {
+      REQUIRE_THAT(v(i), WithinAbs(sq_dist(&x0(s * half + i, 0), &paired(s * half + i, 0), 2), 1e-4));
+      shards += v(i);
+    }
+  }
+  REQUIRE_THAT(shards, WithinAbs(best, 1e-4 * (1 + best)));
+  REQUIRE(brute_force_ot(x0, z, 0, half) + brute_force_ot(x0, z, half, half) > 10 * best);
+  // Independent coupling: prepare_batch leaves batch and condition alone.
+  Condition none;
+  create(registries().losses, "{type: cfm}")->prepare_batch(block, none, ctx, rng);
+  REQUIRE(none.empty());
+}
+
+TEST_CASE("minibatch OT plan over a large block is optimal by its dual certificate", "[flow_matching][coupling]") {
+  // 512 rows: the plugin's plan against the generic solver on the explicit cost matrix (a
+  // different code path: no centring, no price extrapolation), whose potentials certify it.
+  Rng rng(23);
+  const std::size_t n = 512;
+  const Tensor x0 = rng.normal({n, 2}), z = rng.normal({n, 2}, 1.0f, 2.0f);
+  std::vector<double> cost(n * n);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < n; ++j) cost[i * n + j] = sq_dist(&x0(i, 0), &z(j, 0), 2);
+  const Assignment ref = solve_assignment(cost, n);
+  double dual = 0;
+  for (std::size_t i = 0; i < n; ++i) dual += ref.row_potential[i] + ref.col_potential[i];
+  REQUIRE_THAT(dual, WithinAbs(ref.cost, 1e-9 * ref.cost));
+  // The cfm loss's plan of the block (prepare_batch with these source draws).
+  const auto path = make_path("{type: linear}");
+  const FixedSource source(z);
+  TrainContext ctx;
+  ctx.path = path.get();
+  ctx.source = &source;
+  Tensor block = x0;
+  Condition c;
+  create(registries().losses, "{type: cfm, coupling: minibatch_ot}")->prepare_batch(block, c, ctx, rng);
+  const Tensor& paired = c.tensor("cfm_source");
+  double planned = 0;
+  for (std::size_t i = 0; i < n; ++i) planned += sq_dist(&x0(i, 0), &paired(i, 0), 2);
+  // Costs in double from float coordinates: equal to the optimum up to summation rounding.
+  REQUIRE_THAT(planned, WithinAbs(dual, 1e-9 * dual));
+  // Not trivially so: the rows as drawn cost far more.
+  double drawn = 0;
+  for (std::size_t i = 0; i < n; ++i) drawn += cost[i * n + i];
+  REQUIRE(drawn > 1.5 * dual);
 }
 
 TEST_CASE("cfm loss matches hand-computed values", "[flow_matching][loss]") {
@@ -291,9 +380,14 @@ TEST_CASE("cfm loss matches hand-computed values", "[flow_matching][loss]") {
       REQUIRE_THAT(v.per_sample.value()(0), WithinAbs(expected, 1e-4));
       REQUIRE_THAT(v.per_sample.value()(1), WithinAbs(expected, 1e-4));
     }
-    // An OT batch larger than the rows the loss sees is refused, naming the key.
-    const auto big = create(registries().losses, "{type: cfm, coupling: minibatch_ot, ot_batch: 4}");
-    REQUIRE_THROWS_WITH(big->loss(zero, x0, Condition(), ctx, rng), Catch::Contains("ot_batch"));
+    // An OT batch of whole training batches sets the batches per plan; any other is refused,
+    // naming the key.
+    ctx.batch_size = 2;
+    REQUIRE(create(registries().losses, "{type: cfm, coupling: minibatch_ot, ot_batch: 8}")->batches_per_plan(ctx) == 4);
+    REQUIRE(create(registries().losses, "{type: cfm, coupling: minibatch_ot, ot_batch: 2}")->batches_per_plan(ctx) == 1);
+    REQUIRE(create(registries().losses, "{type: cfm, coupling: minibatch_ot}")->batches_per_plan(ctx) == 1);
+    const auto odd = create(registries().losses, "{type: cfm, coupling: minibatch_ot, ot_batch: 3}");
+    REQUIRE_THROWS_WITH(odd->batches_per_plan(ctx), Catch::Contains("ot_batch") && Catch::Contains("train.batch_size"));
   }
   REQUIRE_THROWS_WITH(create(registries().losses, "{type: cfm, ot_batch: 4}"), Catch::Contains("ot_batch"));
 }

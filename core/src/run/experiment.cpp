@@ -262,6 +262,14 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
   if (has_init) load_init(ex, *init_node, [&] { return make_network(net_node); });
   if (const auto slots = root.find("models")) read_model_slots(*slots, net_node, make_network, ex);
   check_loss_models(ex, root.at("loss"));
+  {
+    // A loss that plans over several batches (batches_per_plan) refuses a batch size it
+    // cannot split now, not when training starts.
+    TrainContext plan;
+    plan.total_steps = ex.train.steps;
+    plan.batch_size = ex.train.batch_size;
+    ex.loss->batches_per_plan(plan);
+  }
 
   read_samplers(root, ex, regs, ctx);
   read_metrics(root, ex, regs, ctx);

@@ -1,5 +1,6 @@
 #include "diffusion/run/train_loop.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -35,6 +36,7 @@ TrainLoop::TrainLoop(Experiment& ex, const Rng& master)
     : ex_(ex),
       data_rng_(master.split("data")),
       train_rng_(master.split("train")),
+      plan_root_(master.split("plan")),
       ema_(make_ema(ex)),
       params_(ex.network().trainable_parameters()),
       sharded_(params_, static_cast<std::size_t>(ex.train.shards)),
@@ -48,6 +50,9 @@ TrainLoop::TrainLoop(Experiment& ex, const Rng& master)
   ctx_.source = ex.source.get();
   ctx_.models = &ex.models;
   ctx_.rng = &train_rng_;
+  ctx_.batch_size = ex.train.batch_size;
+  batches_per_plan_ = ex.loss->batches_per_plan(ctx_);
+  if (batches_per_plan_ < 1) throw Error("loss: batches_per_plan() must be at least 1");
 }
 
 void TrainLoop::restore(const std::string& path) {
@@ -59,13 +64,61 @@ void TrainLoop::restore(const std::string& path) {
   train_rng_.set_state(st.train_rng);
   log_.restore(std::move(st.log));
   step_ = st.step;
+  block_ = -1;  // a resume inside a plan block redraws and re-plans the block
+}
+
+namespace {
+
+/// Rows [begin, end) of x.
+Tensor row_range(const Tensor& x, std::size_t begin, std::size_t end) {
+  Shape shape = shape_of(x);
+  const std::size_t per = shape[0] ? x.size() / shape[0] : 0;
+  shape[0] = end - begin;
+  Tensor out = Tensor::from_shape(shape);
+  std::copy(x.data() + begin * per, x.data() + end * per, out.data());
+  return out;
+}
+
+}  // namespace
+
+void TrainLoop::next_batch(Tensor& x0, Condition& c) {
+  const std::size_t batch = static_cast<std::size_t>(ex_.train.batch_size), k = batches_per_plan_;
+  const auto prepare = [&](Tensor& x, Condition& cond, std::int64_t block) {
+    // No heap allocation here unless the loss makes one: the flagship's step allocates nothing.
+    const std::size_t rows = x.shape()[0];
+    Rng plan_rng = plan_root_.split(static_cast<std::uint64_t>(block)).split("prepare");
+    ctx_.step = block * static_cast<std::int64_t>(k);
+    ex_.loss->prepare_batch(x, cond, ctx_, plan_rng);
+    if (x.dimension() == 0 || x.shape()[0] != rows) throw Error("loss: prepare_batch changed the batch's row count");
+    if (!cond.empty()) cond.check_rows(rows, "loss: prepare_batch");
+  };
+  if (k == 1) {
+    // The data stream as without the hook; the loss's prepare_batch (a no-op unless it
+    // overrides it) draws from its own stream, so a loss without one trains exactly as before.
+    x0 = ex_.codec->encode(ex_.dataset->sample(batch, data_rng_, conditional_ ? &c : nullptr));
+    prepare(x0, c, step_);
+    return;
+  }
+  // Block b's rows are a function of (seed, b): a resumed run draws the same block.
+  const std::int64_t block = step_ / static_cast<std::int64_t>(k);
+  if (block != block_) {
+    Rng block_data = plan_root_.split(static_cast<std::uint64_t>(block)).split("data");
+    block_c_ = Condition();
+    block_x0_ = ex_.codec->encode(ex_.dataset->sample(k * batch, block_data, conditional_ ? &block_c_ : nullptr));
+    prepare(block_x0_, block_c_, block);
+    block_ = block;
+  }
+  const std::size_t i = static_cast<std::size_t>(step_ % static_cast<std::int64_t>(k));
+  x0 = row_range(block_x0_, i * batch, (i + 1) * batch);
+  c = block_c_.empty() ? Condition() : block_c_.slice(i * batch, (i + 1) * batch);
 }
 
 double TrainLoop::step() {
   const TrainSettings& ts = ex_.train;
   ex_.optimizer->set_lr(ts.schedule.lr_at(step_));
   Condition c;
-  const Tensor x0 = ex_.codec->encode(ex_.dataset->sample(ts.batch_size, data_rng_, conditional_ ? &c : nullptr));
+  Tensor x0;
+  next_batch(x0, c);
   ctx_.step = step_;
   Network& net = ex_.network();
   const double loss = sharded_.run(x0, c, train_rng_, [&](const Tensor& x, const Condition& cs, Rng& r, std::size_t s) {

@@ -2,7 +2,10 @@
 // Training objectives. A loss returns one value per sample with that sample's time (EDM's
 // unreduced loss); the training loop minimises their mean and bins them by time into
 // /train/loss_by_t. It sees the TrainContext (step, total steps, the path, the source, the named
-// models), and its after_step hook runs after every update (target networks, curricula).
+// models), and its after_step hook runs after every update (target networks, curricula). Its
+// prepare_batch hook sees the whole batch before it is sharded (a coupling planned across
+// shards, e.g. minibatch OT), optionally over several training batches at once
+// (batches_per_plan).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,6 +28,7 @@ namespace diffusion {
 struct TrainContext {
   std::int64_t step = 0;         ///< updates done before this one (0 for the first)
   std::int64_t total_steps = 0;  ///< train.steps
+  std::int64_t batch_size = 0;   ///< train.batch_size (rows of one step, all shards)
   const Path* path = nullptr;
   const Source* source = nullptr;
   Models* models = nullptr;      ///< `model` (being trained), `ema`, and the experiment's others
@@ -56,6 +60,20 @@ class Loss {
   /// named models (they are checkpointed); any state of its own must be a function of
   /// ctx.step, so that a resumed run ends as an uninterrupted one.
   virtual void after_step(const TrainContext& /*ctx*/) const {}
+  /// Runs once per plan, on one thread, on the whole encoded batch before it is sharded: the
+  /// batches_per_plan() * train.batch_size rows of the steps of one plan block, with their
+  /// condition. It may reorder the rows or add per-row named tensors to the condition (the
+  /// shards and steps get them sliced with their rows); it must keep the row count. ctx.step
+  /// is the block's first step; rng (and, for k > 1, the block's data) is a function of the
+  /// run's seed and the block's index only (split, never drawn, from the master stream), so a
+  /// run resumed inside a block redraws and re-plans the same block. With k = 1 the batch comes
+  /// from the checkpointed data stream as without the hook.
+  virtual void prepare_batch(Tensor& /*x0*/, Condition& /*c*/, const TrainContext& /*ctx*/, Rng& /*rng*/) const {}
+  /// How many consecutive training batches one prepare_batch call plans together (k): the loop
+  /// draws k * ctx.batch_size rows for steps [k b, k b + k) at once and feeds rows
+  /// [i B, (i + 1) B) to step k b + i. Error (naming the key) when the loss's setting does not
+  /// fit ctx.batch_size. With k = 1 each step's batch is drawn as without the hook.
+  virtual std::size_t batches_per_plan(const TrainContext& /*ctx*/) const { return 1; }
   /// The named models (slots other than `model`) the loss reads, and those its after_step
   /// changes: an experiment without one of them, or with a changed one frozen, is refused
   /// before training, naming the slot.

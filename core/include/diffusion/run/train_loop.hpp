@@ -24,8 +24,9 @@ class TrainLoop {
   /// Continue from a checkpoint: streams, weights, optimiser, EMA, changed named models, log.
   void restore(const std::string& checkpoint_path);
 
-  /// One update: the learning rate of this step, a batch drawn and encoded, the loss and its
-  /// gradients (sharded), clipping, the optimiser, the EMA, the loss's after_step and the log.
+  /// One update: the learning rate of this step, a batch drawn and encoded (and prepared by the
+  /// loss, once per plan block: loss.hpp), the loss and its gradients (sharded), clipping, the
+  /// optimiser, the EMA, the loss's after_step and the log.
   /// Returns the batch's loss; Error (and no update) when it is not finite.
   double step();
 
@@ -38,7 +39,12 @@ class TrainLoop {
 
  private:
   Experiment& ex_;
+  /// The batch of this step: drawn from data_rng_ (one batch per plan) or taken from the plan
+  /// block's rows (several), after the loss's prepare_batch.
+  void next_batch(Tensor& x0, Condition& c);
+
   Rng data_rng_, train_rng_;
+  Rng plan_root_;  // block b's prepare_batch stream (and its data, k > 1): plan_root_.split(b)
   std::unique_ptr<EMA> ema_;
   std::vector<Var> params_;
   ShardedStep sharded_;
@@ -46,6 +52,11 @@ class TrainLoop {
   TrainContext ctx_;
   bool conditional_;
   std::int64_t step_ = 0;
+  // Plans of several batches (loss.hpp, batches_per_plan): the block whose rows are held.
+  std::size_t batches_per_plan_ = 1;
+  std::int64_t block_ = -1;
+  Tensor block_x0_;
+  Condition block_c_;
   // Each shard's per-sample losses and times of the current step.
   std::vector<Tensor> shard_losses_, shard_times_;
 };
