@@ -58,7 +58,7 @@ class CfmLoss : public Loss {
   void prepare_batch(Tensor& x0, Condition& c, const TrainContext& ctx, Rng& rng) const override {
     if (coupling_.type != CouplingType::minibatch_ot) return;
     Tensor z = ctx.source_or_default().sample(shape_of(x0), rng);
-    couple(x0, z, coupling_.type);
+    pair_by_optimal_transport(x0, z);
     c.set(kPairedSource, std::move(z));
   }
 
@@ -74,7 +74,7 @@ class CfmLoss : public Loss {
     if (c.has(kPairedSource)) return cfm_regression(net, path, x0, c.tensor(kPairedSource), std::move(t), without(c, kPairedSource));
     // Called without the training loop's prepare_batch (tests, tools): plan over these rows.
     Tensor z = ctx.source_or_default().sample(shape, rng);
-    couple(x0, z, coupling_.type);
+    pair_by_optimal_transport(x0, z);
     return cfm_regression(net, path, x0, z, std::move(t), c);
   }
 

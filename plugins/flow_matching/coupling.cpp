@@ -14,20 +14,12 @@ CouplingType parse_coupling(const std::string& name) {
   throw Error("unknown coupling '" + name + "' (expected independent or minibatch_ot)");
 }
 
-std::vector<std::size_t> ot_permutation(const Tensor& x0, const Tensor& z) {
+void pair_by_optimal_transport(const Tensor& x0, Tensor& z) {
   if (shape_of(x0) != shape_of(z))
     throw Error("coupling: data " + shape_str(x0) + " and source draws " + shape_str(z) + " differ in shape");
   const std::size_t n = x0.shape()[0], per = n ? x0.size() / n : 0;
   const std::vector<double> a(x0.begin(), x0.end()), b(z.begin(), z.end());
-  return solve_assignment_sqeuclidean(a.data(), b.data(), n, per).col_of_row;
-}
-
-void couple(const Tensor& x0, Tensor& z, CouplingType type) {
-  if (shape_of(x0) != shape_of(z))
-    throw Error("coupling: data " + shape_str(x0) + " and source draws " + shape_str(z) + " differ in shape");
-  if (type == CouplingType::independent) return;
-  const std::size_t n = x0.shape()[0], per = n ? x0.size() / n : 0;
-  const std::vector<std::size_t> p = ot_permutation(x0, z);
+  const std::vector<std::size_t> p = solve_assignment_sqeuclidean(a.data(), b.data(), n, per).col_of_row;
   const Tensor source = z;
   for (std::size_t i = 0; i < n; ++i)
     std::copy(source.data() + p[i] * per, source.data() + (p[i] + 1) * per, z.data() + i * per);

@@ -31,12 +31,8 @@ struct Coupling {
 /// "independent" or "minibatch_ot".
 CouplingType parse_coupling(const std::string& name);
 
-/// The optimal permutation between the rows of x0 (N, ...) and z (N, ...): p[i] is the row of
-/// z paired with row i of x0, minimising sum_i |x0_i - z_p[i]|^2 (exposed for tests).
-std::vector<std::size_t> ot_permutation(const Tensor& x0, const Tensor& z);
-
-/// Reorders the rows of z (N, ...) so that row i of z is paired with row i of x0 (N, ...):
-/// unchanged for independent, the exact OT assignment of all N rows for minibatch_ot.
-void couple(const Tensor& x0, Tensor& z, CouplingType type);
+/// Reorders the rows of z (N, ...) so that row i of z is the partner of row i of x0 (N, ...) in
+/// the exact OT plan: the permutation p minimising sum_i |x0_i - z_p(i)|^2.
+void pair_by_optimal_transport(const Tensor& x0, Tensor& z);
 
 }  // namespace diffusion::flow_matching
