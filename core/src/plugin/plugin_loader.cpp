@@ -99,16 +99,15 @@ void load_plugin(const std::string& file, Registries& regs) {
   lib->load(path, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local, ec);
   if (ec) refuse(path, "cannot be loaded: " + loader_reason(path, ec.message()));
   if (!lib->has("diffusion_plugin_abi_version"))
-    throw PluginError("plugin " + path +
-                ": not a diffusion plugin (no symbol diffusion_plugin_abi_version; did you "
-                "write DIFFUSION_PLUGIN(\"name\") in one of its .cpp files?)");
+    refuse(path,
+           "not a diffusion plugin (no symbol diffusion_plugin_abi_version; did you "
+           "write DIFFUSION_PLUGIN(\"name\") in one of its .cpp files?)");
   const int abi = lib->get<int()>("diffusion_plugin_abi_version")();
   if (abi != kPluginAbiVersion)
-    throw PluginError("plugin " + path + ": ABI version " + std::to_string(abi) +
-                " (symbol diffusion_plugin_abi_version), this toolkit needs " +
-                std::to_string(kPluginAbiVersion) + "; rebuild the plugin against it");
+    refuse(path, "ABI version " + std::to_string(abi) + " (symbol diffusion_plugin_abi_version), this toolkit needs " +
+                     std::to_string(kPluginAbiVersion) + "; rebuild the plugin against it");
   if (!lib->has("diffusion_plugin_register"))
-    throw PluginError("plugin " + path + ": missing entry point diffusion_plugin_register");
+    refuse(path, "missing entry point diffusion_plugin_register");
   auto enter = lib->get<void(PluginHost&)>("diffusion_plugin_register");
   PluginHost host{&regs, fs::path(path).filename().string(), lib};
   try {
@@ -116,7 +115,7 @@ void load_plugin(const std::string& file, Registries& regs) {
   } catch (const std::exception& e) {
     // Leave no half-registered plugin behind.
     regs.remove_origin(host.origin);
-    throw PluginError("plugin " + path + ": " + e.what());
+    refuse(path, e.what());
   }
   loaded.push_back(path);
 }
