@@ -36,11 +36,6 @@ namespace {
 constexpr const char* kTeacher = "teacher";
 constexpr const char* kTarget = "target";
 
-template <class T>
-std::shared_ptr<T> borrowed(T& object) {
-  return std::shared_ptr<T>(&object, [](T*) {});
-}
-
 class ConsistencyDistillationLoss : public Loss {
  public:
   ConsistencyDistillationLoss(std::shared_ptr<const Preconditioning> pre,

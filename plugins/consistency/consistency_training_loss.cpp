@@ -25,11 +25,6 @@
 namespace diffusion::consistency {
 namespace {
 
-template <class T>
-std::shared_ptr<T> borrowed(T& object) {
-  return std::shared_ptr<T>(&object, [](T*) {});
-}
-
 struct CtSettings {
   std::int64_t s0 = 10, s1 = 1280;
   double rho = 7.0, p_mean = -1.1, p_std = 2.0;
