@@ -129,7 +129,8 @@ std::shared_ptr<Sampler> make_edm_sampler(const ConfigNode& c, const BuildContex
   Churn churn;
   churn.s_churn = c.get_double("s_churn", 0.0, Interval::at_least(0.0));
   churn.s_tmin = c.get_double("s_tmin", 0.0, Interval::at_least(0.0));
-  churn.s_tmax = c.get_double("s_tmax", std::numeric_limits<double>::infinity(), Interval::at_least(0.0));
+  churn.s_tmax = c.get_double("s_tmax", std::numeric_limits<double>::infinity(),
+                             Interval::closed(0.0, std::numeric_limits<double>::infinity()));  // .inf: no upper limit
   churn.s_noise = c.get_double("s_noise", 1.0, Interval::greater_than(0.0));
   if (churn.s_tmin > churn.s_tmax)
     c.at("s_tmin").error("s_tmin (" + format_number(churn.s_tmin) + ") exceeds s_tmax (" + format_number(churn.s_tmax) + ")");

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include "diffusion/io/config.hpp"
@@ -117,6 +118,23 @@ TEST_CASE("number ranges: closed, open and one-sided bounds in the message", "[c
                       Contains("expected a number >= 0.0001, got 0"));
   CHECK(r.get_double("ema", 0.5, Interval::closed(0, 1)) == 1.0);
   CHECK_FALSE(Interval::greater_than(0).contains(std::nan("")));
+}
+
+TEST_CASE("number ranges: .inf is refused unless a range reaches it", "[config]") {
+  const Config cfg = Config::load_string("lr: .inf\nlow: -.inf\ns_tmax: .inf\n", "i.yaml");
+  const ConfigNode r = cfg.root();
+  REQUIRE_THROWS_WITH(r.get_double("lr", 1e-3, Interval::greater_than(0)),
+                      "i.yaml:1:5: lr: expected a finite number > 0, got .inf");
+  REQUIRE_THROWS_WITH(r.get_double("lr", 1e-3, Interval::at_least(0)), Contains("expected a finite number >= 0"));
+  REQUIRE_THROWS_WITH(r.get_double("lr", 1e-3, Interval()), Contains("expected a finite number, got .inf"));
+  REQUIRE_THROWS_WITH(r.get_double("low", 0, Interval::at_most(1)), Contains("expected a finite number <= 1"));
+  REQUIRE_THROWS_WITH(r.get_double("low", 0, Interval::less_than(1)), Contains("got -.inf"));
+  // A range that names infinity as a closed end accepts it (EDM's s_tmax: no upper limit).
+  const double inf = std::numeric_limits<double>::infinity();
+  CHECK(r.get_double("s_tmax", 0, Interval::closed(0, inf)) == inf);
+  CHECK(Interval::closed(0, inf).contains(inf));
+  CHECK_FALSE(Interval::at_least(0).contains(inf));
+  CHECK(Interval::at_least(0).contains(1e300));
 }
 
 TEST_CASE("a missing required key is reported at its parent", "[config]") {

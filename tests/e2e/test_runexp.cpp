@@ -264,6 +264,8 @@ TEST_CASE("runexp: each bad input fails with one located line and leaves no resu
        {"the experiment's name '' is empty"}},
       {"a sampler name with a slash (a nested HDF5 group)", flagship, {"sampler.name=a/b"}, 2,
        "<command line> 'sampler.name=a/b': sampler.name: ", {"contains a path separator"}},
+      {"an infinite learning rate", flagship, {"train.optimizer.lr=.inf"}, 2,
+       "<command line> 'train.optimizer.lr=.inf': train.optimizer.lr: ", {"expected a finite number > 0, got .inf"}},
       {"override without '='", flagship, {"train.steps"}, 2, "", {"'train.steps'", "key.path=value"}},
       {"unknown option", flagship, {"--bogus"}, 2, "", {"--bogus"}},
       {"missing experiment file", "", {}, 2, "{file}: ", {"cannot open"}},

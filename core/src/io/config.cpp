@@ -546,6 +546,7 @@ double ConfigNode::as_double(const Interval& range) const {
   const std::string expected = number_expectation(range);
   if (!node_.IsScalar() || !is_plain(node_)) fail(expected);
   const auto x = parse_yaml_number(node_.Scalar());
+  if (x && std::isinf(*x) && !range.contains(*x)) fail("a finite number" + expected.substr(std::string("a number").size()));
   if (!x || !range.contains(*x)) fail(expected);
   return *x;
 }

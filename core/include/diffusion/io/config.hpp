@@ -61,10 +61,13 @@ class ConfigError : public Error {
 /// A set of allowed numbers, each bound inclusive unless marked open; the default is all
 /// numbers. Build with the named constructors or as an aggregate {lo, hi, lo_open, hi_open}.
 struct Interval {
+  // A side at infinity is open unless a range says otherwise (closed(0, inf)): a `.inf` in a
+  // config is almost always a mistake (a learning rate of .inf), so it is accepted only where a
+  // key gives it a meaning (EDM's s_tmax).
   double lo = -std::numeric_limits<double>::infinity();
   double hi = std::numeric_limits<double>::infinity();
-  bool lo_open = false;
-  bool hi_open = false;
+  bool lo_open = true;
+  bool hi_open = true;
 
   /// [lo, hi]
   static Interval closed(double lo, double hi) { return {lo, hi, false, false}; }
@@ -72,14 +75,14 @@ struct Interval {
   static Interval open(double lo, double hi) { return {lo, hi, true, true}; }
   /// [lo, hi): e.g. an EMA decay in [0, 1).
   static Interval half_open(double lo, double hi) { return {lo, hi, false, true}; }
-  /// [lo, inf)
-  static Interval at_least(double lo) { return closed(lo, std::numeric_limits<double>::infinity()); }
+  /// [lo, inf): finite numbers >= lo.
+  static Interval at_least(double lo) { return {lo, std::numeric_limits<double>::infinity(), false, true}; }
   /// (lo, inf): e.g. a learning rate > 0.
-  static Interval greater_than(double lo) { return {lo, std::numeric_limits<double>::infinity(), true, false}; }
+  static Interval greater_than(double lo) { return {lo, std::numeric_limits<double>::infinity(), true, true}; }
   /// (-inf, hi]
-  static Interval at_most(double hi) { return closed(-std::numeric_limits<double>::infinity(), hi); }
+  static Interval at_most(double hi) { return {-std::numeric_limits<double>::infinity(), hi, true, false}; }
   /// (-inf, hi)
-  static Interval less_than(double hi) { return {-std::numeric_limits<double>::infinity(), hi, false, true}; }
+  static Interval less_than(double hi) { return {-std::numeric_limits<double>::infinity(), hi, true, true}; }
 
   /// Whether x lies inside; NaN never does.
   bool contains(double x) const;
