@@ -80,26 +80,67 @@ std::string must_run(const std::string& command) {
   return r.output;
 }
 
-/// The toolkit installed into a temporary prefix and the template built against it. Built
-/// once per process (the refusal case reuses the plugin), removed at exit.
+/// The command lines of the README's "Writing a plugin" block (between its plugin-steps
+/// markers), comments and blank lines left out.
+std::vector<std::string> readme_plugin_steps() {
+  std::ifstream in(std::string(DIFFUSION_SOURCE_DIR) + "/README.md");
+  REQUIRE(in);
+  std::vector<std::string> lines;
+  bool inside = false, in_code = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("<!-- plugin-steps", 0) == 0) inside = true;
+    else if (line.rfind("<!-- end plugin-steps", 0) == 0) break;
+    else if (inside && line.rfind("```", 0) == 0) in_code = !in_code;
+    else if (in_code && !line.empty() && line[0] != '#') lines.push_back(line);
+  }
+  return lines;
+}
+
+/// A README line as it runs here: the toolkit's `build` is the build under test, `tools/...`
+/// is in the source tree, and every other relative path (my_plugin/...) lands in `work`.
+std::string localised(const std::string& line, const std::string& work) {
+  std::istringstream words(line);
+  std::string out, word, previous;
+  while (words >> word) {
+    if (word == "build") word = DIFFUSION_BINARY_DIR;
+    else if (previous == "-S" && word == ".") word = DIFFUSION_SOURCE_DIR;
+    else if (word.rfind("tools/", 0) == 0) word = std::string(DIFFUSION_SOURCE_DIR) + "/" + word;
+    else if (word.rfind("my_plugin", 0) == 0) word = work + "/" + word;
+    out += (out.empty() ? "" : " ") + word;
+    previous = word;
+  }
+  return out;
+}
+
+/// The toolkit installed into a temporary prefix and the template built against it, by the
+/// README's own lines. Built once per process (the refusal case reuses the plugin), removed
+/// at exit.
 struct InstalledTemplate {
   TempDir root{"plugin-template"};
-  std::string prefix = root / "prefix";
-  std::string build = root / "build";
-  std::string plugin = root / "build/libmy_plugin.so";
-  std::string runexp = root / "prefix/bin/runexp";
-  std::string source = std::string(DIFFUSION_SOURCE_DIR) + "/tools/plugin-template";
+  std::string home = root / "home";  // $HOME of the README's lines
+  std::string prefix = root / "home/.local/diffusion";
+  std::string build = root / "my_plugin/build";
+  std::string plugin = root / "my_plugin/build/libmy_plugin.so";
+  std::string runexp = root / "home/.local/diffusion/bin/runexp";
+  std::string source = root / "my_plugin";
 };
 
 const InstalledTemplate& installed_template() {
   static std::unique_ptr<InstalledTemplate> made;
   if (made) return *made;
   auto t = std::make_unique<InstalledTemplate>();
-  must_run("cmake --install " + quote(DIFFUSION_BINARY_DIR) + " --prefix " + quote(t->prefix));
-  must_run("cmake -S " + quote(t->source) + " -B " + quote(t->build) +
-           " -DCMAKE_PREFIX_PATH=" + quote(t->prefix) + " -DCMAKE_BUILD_TYPE=Release");
-  must_run("cmake --build " + quote(t->build));
+  fs::create_directories(t->home);
+  const std::vector<std::string> steps = readme_plugin_steps();
+  // The toolkit's own configure and build are those of the build under test (running them
+  // again here could rebuild it with other flags); the test checks they are written right.
+  REQUIRE(steps.size() == 8);
+  CHECK(steps[0] == "cmake -S . -B build -DCMAKE_BUILD_TYPE=Release");
+  CHECK(steps[1] == "cmake --build build -j2");
+  for (std::size_t i = 2; i < steps.size(); ++i)
+    must_run("sh -c " + quote("cd " + quote(t->root.path().string()) + " && export HOME=" + quote(t->home) +
+                              " && " + localised(steps[i], t->root.path().string())));
   REQUIRE(fs::is_regular_file(t->plugin));
+  REQUIRE(fs::is_regular_file(t->source + "/run.h5"));
   made = std::move(t);
   return *made;
 }
