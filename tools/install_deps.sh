@@ -7,6 +7,10 @@ packages=(
   libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev
   libboost1.74-dev libboost-program-options-dev
   libyaml-cpp-dev libhdf5-dev catch2
+  # image data and grids (plugins/image_data, tools/grid): zlib reads the gzip-compressed files,
+  # libpng writes PNG; scikit-learn ships the 8x8 digits the image tests use; Fashion-MNIST's
+  # IDX files go to /usr/share/datasets/fashion-mnist.
+  zlib1g-dev libpng-dev python3-sklearn dataset-fashion-mnist
   python3 python3-h5py python3-numpy python3-matplotlib python3-pil python3-yaml
   # tools/fuzz.sh: libFuzzer and clang's sanitizer runtimes, and llvm-symbolizer for its reports
   # (tools/test_sanitizers.sh uses GCC's sanitizers, which come with g++).

@@ -10,13 +10,22 @@ Writes into DIR (default: <results file without .h5>_plots next to it):
   metrics.png               one bar chart per metric, one bar per sampler (error bars: std over
                             the sampler's repeats), with the floor (fresh data) as a band
   trajectory_<sampler>.gif  the denoising trajectory, for each sampler that kept one
-and prints the files written. Needs Debian's python3-h5py, python3-numpy, python3-matplotlib
-and python3-pil (the GIF writer).
+and, for image samples,
+  grid_<sampler>.png        the first 64 samples as one picture, pixel for pixel (enlarged)
+  grid_reference.png        the same for the reference (the data the samples are scored against)
+and prints the files written. Images are samples (N, C, H, W) (C = 1 or 3; (N, H, W) is one
+channel), or samples stored flattened, (N, C*H*W), when --image-shape C,H,W says so or the
+run's data set says so itself (digits, mnist, fashion_mnist with `flatten: true`). The image
+data sets scale pixels to [-1, 1], so images in that range are drawn from -1 (black) to +1
+(white), clipped, as tools/grid does; images outside it are stretched between their 1st and
+99th percentiles. Needs Debian's python3-h5py, python3-numpy, python3-matplotlib and
+python3-pil (the GIF and grid writer).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -53,6 +62,45 @@ def _is_image(a: np.ndarray) -> bool:
     return a.ndim == 4 or (a.ndim == 3 and a.shape[-1] > 3)
 
 
+# The image data sets' sizes (plugins/image_data), for their samples stored flattened.
+IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28)}
+
+
+def flat_image_shape(run: Run, given=None):
+    """(C, H, W) of a run whose image samples are stored flattened, (N, C*H*W): `given`
+    (--image-shape), else the data set's own size when its config says `flatten: true`;
+    None for samples that are points (or already images)."""
+    if given is not None:
+        return tuple(given)
+    data = run.config.get("dataset") if isinstance(run.config, dict) else None
+    if isinstance(data, dict) and data.get("flatten") and data.get("type") in IMAGE_SHAPES:
+        return IMAGE_SHAPES[data["type"]]
+    return None
+
+
+def with_image_shape(run: Run, shape) -> Run:
+    """The run with its samples, trajectories and reference reshaped to images (N, C, H, W)
+    where they hold C*H*W values per row; the file's arrays are left as they are."""
+    if shape is None:
+        return run
+    d = int(np.prod(shape))
+
+    def reshape(a, lead):
+        if a is None or a.ndim != lead + 1 or a.shape[-1] != d:
+            return a
+        return a.reshape(a.shape[:lead] + tuple(shape))
+    samples = {k: dataclasses.replace(s, x=reshape(s.x, 1), trajectory=reshape(s.trajectory, 2))
+               for k, s in run.samples.items()}
+    return dataclasses.replace(run, samples=samples, reference=reshape(run.reference, 1))
+
+
+def _in_unit_range(run: Run) -> bool:
+    """True when the data lie in [-1, 1] (the image data sets' scaling): images are then drawn
+    on that fixed scale, so a sample's brightness is comparable with the data's."""
+    ref = run.reference
+    return ref is None or (np.all(np.isfinite(ref)) and ref.min() >= -1.0 and ref.max() <= 1.0)
+
+
 def _limits(arrays, pad=0.08):
     """Axis limits covering the bulk (0.5-99.5 percentiles) of all the given point sets."""
     pts = np.concatenate([_points(a) for a in arrays if a is not None and len(a)], axis=0)
@@ -72,21 +120,45 @@ def _panel_height(xlim, ylim, width: float) -> float:
     return float(np.clip(width * aspect, 0.5 * width, 1.5 * width))
 
 
-def _image_grid(a: np.ndarray, n: int = 8) -> np.ndarray:
-    """The first n*n images of (N, C, H, W) or (N, H, W) tiled into one (nH, nW[, 3]) image."""
+def _image_grid(a: np.ndarray, n: int = 8, unit_range: bool = True, pad: int = 0) -> np.ndarray:
+    """The first n*n images of (N, C, H, W) or (N, H, W) tiled into one (nH, nW[, 3]) image with
+    values in [0, 1]: [-1, 1] mapped to [0, 1] and clipped (unit_range), or the 1st to 99th
+    percentile stretched to it. `pad` pixels of mid-gray between and around the images."""
     a = np.asarray(a, dtype=float)
     if a.ndim == 3:
         a = a[:, None]
     k = min(n * n, a.shape[0])
     n = int(np.ceil(np.sqrt(k)))
     c, h, w = a.shape[1:]
-    grid = np.zeros((c, n * h, n * w))
+    rows = int(np.ceil(k / n))
+    grid = np.full((c, pad + rows * (h + pad), pad + n * (w + pad)), np.nan)
     for i in range(k):
         r, q = divmod(i, n)
-        grid[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = a[i]
-    lo, hi = np.nanpercentile(grid, 1), np.nanpercentile(grid, 99)
-    grid = np.clip((grid - lo) / max(hi - lo, 1e-8), 0, 1)
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        grid[:, top:top + h, left:left + w] = a[i]
+    if unit_range:
+        grid = (grid + 1.0) / 2.0
+    else:
+        lo, hi = np.nanpercentile(grid, 1), np.nanpercentile(grid, 99)
+        grid = (grid - lo) / max(hi - lo, 1e-8)
+    grid = np.where(np.isnan(grid), 0.5, np.clip(grid, 0, 1))  # padding: mid-gray
     return grid[0] if c == 1 else np.moveaxis(grid[:3], 0, -1)
+
+
+def _to_bytes(grid: np.ndarray) -> np.ndarray:
+    """[0, 1] -> 0..255, as tools/grid: round(255 v)."""
+    return np.round(np.nan_to_num(grid) * 255.0).clip(0, 255).astype(np.uint8)
+
+
+def plot_image_grid(a: np.ndarray, path: str, unit_range: bool, n: int = 8) -> str:
+    """The first n*n images as one PNG, pixel for pixel (1-pixel mid-gray gaps), enlarged by a
+    whole factor so that small images (8x8 digits) are visible."""
+    from PIL import Image
+    g = _to_bytes(_image_grid(a, n, unit_range, pad=1))
+    scale = max(1, 256 // max(g.shape[0], 1))
+    g = np.kron(g, np.ones((scale, scale) + (1,) * (g.ndim - 2), dtype=np.uint8))
+    Image.fromarray(g, mode="L" if g.ndim == 2 else "RGB").save(path)
+    return path
 
 
 def _scatter(ax, pts: np.ndarray, color, size: float, label: str, alpha: float = 0.6) -> None:
@@ -118,8 +190,9 @@ def plot_samples(run: Run, out: str) -> str:
         head += f", nfe {s.nfe}" if s.nfe is not None else ""
         ax.set_title(head + ("\n" + sub if sub else ""), fontsize=9)
         if name not in points:
-            g = _image_grid(s.x)
-            ax.imshow(g, cmap="gray" if g.ndim == 2 else None)
+            g = _image_grid(s.x, unit_range=_in_unit_range(run), pad=1)
+            ax.imshow(g, cmap="gray" if g.ndim == 2 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
             ax.set_axis_off()
             continue
         size = max(1.0, min(6.0, 6000.0 / max(len(s.x), 1)))
@@ -269,9 +342,11 @@ def plot_trajectory_gif(run: Run, name: str, out: str, hold: int = 4, fps: int =
     k = traj.shape[0]
     times = s.trajectory_times
     image = _is_image(traj[0])
+    unit = _in_unit_range(run)
     if image:
         fig, ax = plt.subplots(figsize=(4.2, 4.6))
-        art = ax.imshow(_image_grid(traj[0], 6), cmap="gray")
+        art = ax.imshow(_image_grid(traj[0], 6, unit, pad=1), cmap="gray", vmin=0, vmax=1,
+                        interpolation="nearest")
         ax.set_axis_off()
     else:
         xlim, ylim = _limits([run.reference, s.x] + list(traj))
@@ -291,7 +366,7 @@ def plot_trajectory_gif(run: Run, name: str, out: str, hold: int = 4, fps: int =
     def frame(i: int):
         i = min(i, k - 1)  # the last frame is held for `hold` extra frames
         if image:
-            art.set_data(_image_grid(traj[i], 6))
+            art.set_data(_image_grid(traj[i], 6, unit, pad=1))
         else:
             art.set_offsets(_points(traj[i]))
         t = f"t = {times[i]:g}" if times is not None and i < len(times) else f"frame {i + 1}"
@@ -305,7 +380,8 @@ def plot_trajectory_gif(run: Run, name: str, out: str, hold: int = 4, fps: int =
     return path
 
 
-def plot_all(run: Run, out: str) -> list:
+def plot_all(run: Run, out: str, image_shape=None) -> list:
+    run = with_image_shape(run, flat_image_shape(run, image_shape))
     os.makedirs(out, exist_ok=True)
     written = []
     if run.samples:
@@ -325,6 +401,13 @@ def plot_all(run: Run, out: str) -> list:
     for name, s in run.samples.items():
         if s.trajectory is not None and s.trajectory.ndim >= 2 and s.trajectory.shape[0] > 0:
             written.append(plot_trajectory_gif(run, name, out))
+    unit = _in_unit_range(run)
+    images = [k for k, s in run.samples.items() if _is_image(s.x)]
+    for name in images:
+        written.append(plot_image_grid(run.samples[name].x,
+                                       os.path.join(out, f"grid_{_safe(name)}.png"), unit))
+    if images and run.reference is not None and _is_image(run.reference):
+        written.append(plot_image_grid(run.reference, os.path.join(out, "grid_reference.png"), unit))
     return written
 
 
@@ -332,7 +415,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Plot a diffusion toolkit results file.")
     ap.add_argument("results", help="results file (.h5) written by runexp")
     ap.add_argument("--out", help="output folder (default: <results>_plots next to the file)")
+    ap.add_argument("--image-shape", metavar="C,H,W",
+                    help="samples stored flattened, (N, C*H*W), are images of this shape")
     args = ap.parse_args(argv)
+    shape = None
+    if args.image_shape:
+        try:
+            shape = tuple(int(v) for v in args.image_shape.split(","))
+            if len(shape) != 3 or min(shape) < 1:
+                raise ValueError
+        except ValueError:
+            ap.error(f"--image-shape {args.image_shape}: expected C,H,W (three positive integers)")
     try:
         run = load(args.results)
     except ResultsError as e:
@@ -343,7 +436,7 @@ def main(argv=None) -> int:
         print(f"warning: {args.results}: run status is '{run.status}'{why}; plotting what is there",
               file=sys.stderr)
     out = args.out or os.path.splitext(args.results)[0] + "_plots"
-    for path in plot_all(run, out):
+    for path in plot_all(run, out, shape):
         print(path)
     return 0
 

@@ -3,7 +3,10 @@
 // to the input, or projected and added to the first hidden layer. An optional learned class
 // embedding enters the same way; it has one row more than there are classes, the null label,
 // which rows whose condition is dropped (the condition's null mask) use: classifier-free
-// guidance's unconditional model (Ho & Salimans 2022).
+// guidance's unconditional model (Ho & Salimans 2022). With `output: classes` it is a
+// noise-conditional classifier instead (classifier guidance, Dhariwal & Nichol 2021): one logit
+// per class, (N, K), not a tensor shaped like x, so it is read by the guidance plugin's
+// classifier loss and guidance, never through a preconditioning.
 #include <diffusion/nn/layers.hpp>
 #include <diffusion/plugin.hpp>
 
@@ -26,7 +29,13 @@ class TimeMlp : public Network {
     const std::size_t te_dim = time_.width;
 
     std::size_t cond_dim = te_dim;
+    const bool classifier = c.get_choice("output", "data", {"data", "classes"}) == "classes";
+    if (classifier) {
+      if (ctx.num_classes <= 0) c.at("output").error("the data set has no labels to classify");
+      out_dim_ = static_cast<std::size_t>(ctx.num_classes);
+    }
     if (c.get_bool("class_conditional", false)) {
+      if (classifier) c.at("class_conditional").error("a classifier (output: classes) cannot be given its own label");
       if (ctx.num_classes <= 0) c.at("class_conditional").error("the data set has no labels to condition on");
       classes_ = ctx.num_classes;
       class_embedding_ =
@@ -43,11 +52,12 @@ class TimeMlp : public Network {
       widths.push_back(dim_ + cond_dim + (classes_ ? te_dim : 0));
       for (auto h : hidden) widths.push_back(h);
     }
-    widths.push_back(dim_);
+    widths.push_back(out_dim_ ? out_dim_ : dim_);
     net_ = register_module("net", std::make_shared<MLP>(widths, act, rng));
   }
 
-  bool class_conditional() const override { return classes_ > 0; }
+  // A classifier reads no label, but its training needs them (its targets): the run passes them.
+  bool class_conditional() const override { return classes_ > 0 || out_dim_ > 0; }
 
   Var forward(const Var& x, const Tensor& t, const Condition& c) override {
     Var emb = time_.forward(t);
@@ -72,6 +82,7 @@ class TimeMlp : public Network {
 
  private:
   std::size_t dim_ = 0;
+  std::size_t out_dim_ = 0;  ///< classes of a classifier (output: classes); 0: shaped like x
   bool add_ = false;
   int classes_ = 0;
   Activation act_ = Activation::silu;

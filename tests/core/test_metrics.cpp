@@ -2,13 +2,18 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <functional>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "diffusion/metrics/assignment.hpp"
 #include "diffusion/metrics/metrics.hpp"
+#include "diffusion/metrics/sample_metrics.hpp"
+#include "diffusion/metrics/stop_request.hpp"
 #include "diffusion/tensor/random.hpp"
 
 using Catch::Matchers::WithinAbs;
@@ -470,4 +475,109 @@ TEST_CASE("w2_exact timing", "[.][benchmark][metrics][w2]") {
                          << ": W2 " << w << " in " << dt.count() << " s");
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes a metric cannot finish, and stop requests (issue: nothing lost at the edges, case 5)
+
+TEST_CASE("metric sizes: exact W2 refuses more points than its limit and names sliced_w2", "[metrics][w2][limits]") {
+  const diffusion::ExactW2Metric w2(100);
+  CHECK_NOTHROW(w2.check_sizes(100, 100, 2));
+  CHECK_THROWS_WITH(w2.check_sizes(101, 101, 2),
+                    Catch::Contains("w2 (exact W2) of 101 points would not finish") &&
+                        Catch::Contains("limited to 100 points; use sliced_w2 for more points"));
+  CHECK_THROWS_WITH(w2.check_sizes(50, 60, 2), Catch::Contains("use sliced_w2 for unequal sizes"));
+  // The default limit: the sizes the shipped experiments use pass, ten million do not.
+  const diffusion::ExactW2Metric standard;
+  CHECK_NOTHROW(standard.check_sizes(10000, 10000, 2));
+  CHECK_THROWS_WITH(standard.check_sizes(10000000, 10000000, 2), Catch::Contains("sliced_w2"));
+  // Sliced W2 takes any size.
+  CHECK_NOTHROW(diffusion::SlicedW2Metric(16).check_sizes(10000000, 10000000, 2));
+}
+
+TEST_CASE("metric sizes: mmd needs two points per set, energy one, both have a limit", "[metrics][mmd][limits]") {
+  const diffusion::MmdMetric mmd(diffusion::default_mmd_bandwidths(), 1000);
+  CHECK_THROWS_WITH(mmd.check_sizes(1, 1, 2), "mmd needs at least 2 samples and 2 reference points, got 1 and 1");
+  CHECK_THROWS_WITH(mmd.check_sizes(5, 1, 2), Catch::Contains("at least 2"));
+  CHECK_NOTHROW(mmd.check_sizes(2, 2, 2));
+  CHECK_THROWS_WITH(mmd.check_sizes(1001, 1001, 2), Catch::Contains("limited to 1000 points; use sliced_w2"));
+  // What check_sizes refuses, compute refuses too: the check says it before training.
+  Rng rng(3);
+  CHECK_THROWS_AS(mmd.compute(rng.normal(Shape{1, 2}), rng.normal(Shape{1, 2}), rng), Error);
+  const diffusion::EnergyMetric energy(1000);
+  CHECK_NOTHROW(energy.check_sizes(1, 1, 2));
+  CHECK_THROWS_WITH(energy.check_sizes(1001, 1001, 2), Catch::Contains("energy of 1001 points"));
+}
+
+TEST_CASE("metric sizes: the memory each metric says it needs", "[metrics][limits]") {
+  const diffusion::ExactW2Metric w2;
+  // Up to dim 3 costs are computed on the fly: linear in n.
+  CHECK(w2.memory_bytes(2000, 2000, 2) == 2 * w2.memory_bytes(1000, 1000, 2));
+  CHECK(w2.memory_bytes(1000, 1000, 2) < 1000u * 200);
+  // Above dim 3 the n x n matrix, while it fits in 1 GiB.
+  CHECK(w2.memory_bytes(1000, 1000, 8) >= 1000u * 1000 * 8);
+  CHECK(w2.memory_bytes(20000, 20000, 8) < std::size_t(20000) * 20000 * 8);
+  const diffusion::SlicedW2Metric sliced(512);
+  CHECK(sliced.memory_bytes(1000, 1000, 2) == 2000u * 3 * 8);
+}
+
+namespace {
+
+/// Runs `metric` with a stop requested `after` into it; the seconds from the request to the
+/// MetricStopped it throws (a metric that ends without throwing fails the test).
+double seconds_to_stop(const std::function<void()>& metric, std::chrono::milliseconds after) {
+  volatile std::sig_atomic_t flag = 0;
+  const diffusion::StopRequestScope scope(&flag);
+  std::chrono::steady_clock::time_point asked;
+  std::thread requester([&] {
+    std::this_thread::sleep_for(after);
+    asked = std::chrono::steady_clock::now();
+    flag = 1;
+  });
+  bool stopped = false;
+  try {
+    metric();
+  } catch (const diffusion::MetricStopped&) {
+    stopped = true;
+  }
+  const auto end = std::chrono::steady_clock::now();
+  requester.join();
+  REQUIRE(stopped);
+  return std::chrono::duration<double>(end - asked).count();
+}
+
+}  // namespace
+
+TEST_CASE("stop requests: each long metric ends within a fraction of a second", "[metrics][limits][stop]") {
+  // Each of these runs for seconds to minutes in a release build (exact W2 of 5000 Gaussian
+  // points against a uniform square ~5 s, MMD of 20000 ~20 s, the energy distance of 20000 ~4 s,
+  // sliced W2 of 200000 with 512 projections ~30 s); the stop comes 100 ms in.
+  Rng rng(7);
+  const auto after = std::chrono::milliseconds(100);
+  const Tensor x5 = rng.normal(Shape{5000, 2}), y5 = rng.uniform(Shape{5000, 2}, -2.0f, 2.0f);
+  const Tensor x20 = rng.normal(Shape{20000, 2}), y20 = rng.uniform(Shape{20000, 2}, -2.0f, 2.0f);
+  const Tensor x200 = rng.normal(Shape{200000, 2}), y200 = rng.uniform(Shape{200000, 2}, -2.0f, 2.0f);
+  // "Within a second" on a loaded machine or under a sanitizer: the loops poll every O(n) step.
+  CHECK(seconds_to_stop([&] { diffusion::w2_exact(x5, y5); }, after) < 1.0);
+  CHECK(seconds_to_stop([&] { diffusion::mmd_rbf(x20, y20, diffusion::default_mmd_bandwidths()); }, after) < 1.0);
+  CHECK(seconds_to_stop([&] { diffusion::energy_distance(x20, y20); }, after) < 1.0);
+  CHECK(seconds_to_stop([&] { diffusion::sliced_w2(x200, y200, 512, rng); }, after) < 1.0);
+}
+
+TEST_CASE("stop requests: only a scope's flag is polled, and only while the scope lives", "[metrics][limits][stop]") {
+  Rng rng(8);
+  const Tensor x = rng.normal(Shape{50, 2}), y = rng.normal(Shape{50, 2});
+  const double w = diffusion::w2_exact(x, y);
+  volatile std::sig_atomic_t flag = 1;
+  {
+    const diffusion::StopRequestScope scope(&flag);
+    CHECK_THROWS_AS(diffusion::w2_exact(x, y), diffusion::MetricStopped);
+    {
+      const diffusion::StopRequestScope inner(nullptr);  // an inner scope without a flag: never stops
+      CHECK(diffusion::w2_exact(x, y) == w);
+    }
+    CHECK_THROWS_AS(diffusion::energy_distance(x, y), diffusion::MetricStopped);
+  }
+  // Outside any scope (a test, the flow-matching coupling) nothing is polled.
+  CHECK(diffusion::w2_exact(x, y) == w);
 }

@@ -7,10 +7,17 @@
 //   - with train.steps > 0 the loaded model is fine-tuned;
 //   - --print-config shows init; a mismatched network, a missing file, a non-results file and
 //     train.steps=0 without init fail with exit 2 and a one-line message.
+//   - the architecture the file was trained with is compared with the new one (issue 17, case
+//     7): another activation, another path or, without training, another prediction is refused
+//     with exit 2 naming the keys, and --force loads the weights anyway; a default spelled out,
+//     a loss that reads the network the same way, or a training setting is no difference;
+//   - a run that trains no step prints no loss ("final loss: none"), not 0;
+//   - an init file with one flipped bit, or with non-finite weights, is refused naming it.
 #include <stdlib.h>
 #include <sys/wait.h>
 
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -22,6 +29,7 @@
 #include <diffusion/io/hdf5_io.hpp>
 
 #include "scratch_dir.hpp"
+#include "sealed_file_edit.hpp"
 
 namespace fs = std::filesystem;
 using diffusion::Error;
@@ -239,5 +247,122 @@ TEST_CASE("init: bad init files and networks fail with one line and exit 2", "[e
     CHECK(r.status == 2);
     CHECK(r.err.find("train.steps") != std::string::npos);
     CHECK(r.err.find("init") != std::string::npos);
+  }
+}
+
+TEST_CASE("init: another architecture is refused naming the keys and --force loads it", "[e2e][init]") {
+  Shared& s = shared();
+  REQUIRE(s.train_run.status == 0);
+  const std::string out = s.dir / "arch.h5";
+
+  SECTION("another activation (issue 17, case 7)") {
+    const Out r = runexp(s.dir, {s.train_yaml, "--init", s.trained, "network.activation=relu", "train.steps=0",
+                                 "--out", out});
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(r.err.find("init file " + s.trained + " was trained with another architecture") != std::string::npos);
+    CHECK(r.err.find("network.activation (silu -> relu)") != std::string::npos);
+    CHECK(r.err.find("another function") != std::string::npos);
+    CHECK(r.err.find("--force") != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+
+    const Out forced = runexp(s.dir, {s.train_yaml, "--init", s.trained, "network.activation=relu", "train.steps=0",
+                                      "--force", "--out", out});
+    CAPTURE(forced.err);
+    REQUIRE(forced.status == 0);
+    CHECK(same_group(H5Read(s.trained), H5Read(out), "model"));
+  }
+  SECTION("another path") {
+    const Out r = runexp(s.dir, {s.train_yaml, "--init", s.trained, "sde.timesteps=500", "train.steps=20",
+                                 "--out", out});
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("sde.timesteps (1000 -> 500)") != std::string::npos);
+  }
+  SECTION("another prediction, sampled as it is") {
+    const Out r = runexp(s.dir, {s.train_yaml, "--init", s.trained, "loss.type=x0_mse", "train.steps=0",
+                                 "--out", out});
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("loss.type (eps_mse -> x0_mse): eps -> x0") != std::string::npos);
+    // Training from it is a re-parameterised start (consistency distillation's), accepted.
+    const Out tuned = runexp(s.dir, {s.train_yaml, "--init", s.trained, "loss.type=x0_mse", "train.steps=20",
+                                     "--out", out});
+    CAPTURE(tuned.err);
+    CHECK(tuned.status == 0);
+  }
+  SECTION("a default spelled out, the same preconditioning spelled another way, a training setting") {
+    // max_period 10000 and schedule linear are the defaults; `mse` with its default preconditioning
+    // is eps_mse; t_sampling and the optimiser only change training.
+    const Out r = runexp(s.dir, {s.train_yaml, "--init", s.trained, "network.time_embedding.max_period=10000",
+                                 "sde.schedule=linear", "loss.type=mse", "loss.t_sampling=low_discrepancy",
+                                 "train.optimizer.lr=1.0e-4", "train.steps=0", "--out", out});
+    CAPTURE(r.err);
+    CHECK(r.status == 0);
+  }
+  SECTION("a named model's init is compared with its own network") {
+    const std::string relu = "{type: mlp, hidden: [64, 64], activation: relu, time_embedding: {type: sinusoidal, dim: 16}}";
+    const Out r = runexp(s.dir, {s.train_yaml, "models={copy: {init: " + s.trained + ", network: " + relu + "}}",
+                                 "--out", out});
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("models.copy.init") != std::string::npos);
+    CHECK(r.err.find("models.copy.network.activation (silu -> relu)") != std::string::npos);
+  }
+  SECTION("--force without an init file or --resume is refused") {
+    const Out r = runexp(s.dir, {s.train_yaml, "--force", "--out", out});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("--force is only meaningful with --resume or an init file") != std::string::npos);
+  }
+}
+
+TEST_CASE("init: a run that trains no step prints no loss", "[e2e][init]") {
+  Shared& s = shared();
+  REQUIRE(s.train_run.status == 0);
+  const Out r = runexp(s.dir, {s.train_yaml, "--init", s.trained, "train.steps=0", "--out", s.dir / "noloss.h5"});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("final loss: none (no training steps)\n") != std::string::npos);
+  CHECK(r.out.find("final loss: 0") == std::string::npos);
+  // A run that trains still prints its loss.
+  CHECK(s.train_run.out.find("final loss: none") == std::string::npos);
+  CHECK(s.train_run.out.find("final loss: ") != std::string::npos);
+}
+
+TEST_CASE("init: a corrupt init file or one with non-finite weights is refused naming it", "[e2e][init]") {
+  Shared& s = shared();
+  REQUIRE(s.train_run.status == 0);
+  const std::string out = s.dir / "from_bad.h5";
+  SECTION("one flipped bit in a weight") {
+    const std::string bad = s.dir / "flipped.h5";
+    fs::copy_file(s.trained, bad, fs::copy_options::overwrite_existing);
+    H5Read intact(s.trained);
+    const H5::DataSet w = diffusion::h5_open_group(intact.root, "model").openDataSet("net.layers.1.weight");
+    diffusion::testing::flip_bit(bad, 8 * static_cast<std::size_t>(w.getOffset()) + 5);
+    const Out r = runexp(s.dir, {s.train_yaml, "--init", bad, "train.steps=0", "--out", out});
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(r.err.find("init file " + bad + ": its CRC-32 is") != std::string::npos);
+    CHECK(r.err.find("intact copy") != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+  }
+  SECTION("non-finite weights under an intact seal") {
+    const std::string bad = s.dir / "nan.h5";
+    fs::copy_file(s.trained, bad, fs::copy_options::overwrite_existing);
+    {
+      H5::H5File f(bad, H5F_ACC_RDWR);
+      const H5::Group model = diffusion::h5_open_group(f.openGroup("/"), "model");
+      Tensor t = diffusion::read_tensor(model, "net.layers.0.bias");
+      t.flat(0) = std::numeric_limits<float>::infinity();
+      diffusion::write_tensor(model, "net.layers.0.bias", t);
+    }
+    diffusion::testing::reseal(bad);
+    const Out r = runexp(s.dir, {s.train_yaml, "--init", bad, "train.steps=0", "--out", out});
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("init file " + bad + ": /model/net.layers.0.bias holds NaN or infinite values") !=
+          std::string::npos);
   }
 }

@@ -4,7 +4,11 @@
 //     a full disk fails them with ENOSPC, and works for root, which ignores folder permissions)
 //     fails the run naming the output path, leaves no file at that path (not even an earlier
 //     run's complete one) and no temporary file, and keeps the end-of-training checkpoint, so
-//     `runexp --resume` writes the results once there is room.
+//     `runexp --resume` writes the results once there is room;
+//   - past `ulimit -f` runexp is not killed by SIGXFSZ (exit 153, no message, partial temporary
+//     files: issue 17, case 9): it ignores the signal, and a results or checkpoint write that
+//     fails with EFBIG ends the run with exit 1 and a message naming the file and the file size
+//     limit, leaving no temporary file and no file that passes for complete.
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -41,13 +45,25 @@ const char* const kConfig =
     "train:   {steps: 30, batch_size: 32, optimizer: {type: adam, lr: 1.0e-3}, checkpoint_every: 0}\n"
     "sampler: {type: ddim, steps: 3, n: 200000}\n";
 
-/// In the child: files may not grow past 1 MiB, and a write past it fails with EFBIG instead of
-/// killing the process with SIGXFSZ.
-void limit_file_size() {
+/// In the child: files may not grow past `bytes`. SIGXFSZ keeps its default action (end the
+/// process): runexp must ignore it itself, so that the write fails with EFBIG instead.
+void limit_file_size_to(rlim_t bytes) {
+  ::signal(SIGXFSZ, SIG_DFL);
   struct rlimit limit {};
-  limit.rlim_cur = limit.rlim_max = 1 << 20;
+  limit.rlim_cur = limit.rlim_max = bytes;
   ::setrlimit(RLIMIT_FSIZE, &limit);
-  ::signal(SIGXFSZ, SIG_IGN);
+}
+/// 1 MiB: the checkpoints fit, the results (3.2 MB of samples and reference) do not.
+void limit_file_size() { limit_file_size_to(1 << 20); }
+/// 8 KiB: not even a checkpoint fits.
+void limit_file_size_8k() { limit_file_size_to(8 << 10); }
+
+/// Every file under `folder` whose name says it is temporary.
+std::vector<std::string> temp_files_under(const std::string& folder) {
+  std::vector<std::string> found;
+  for (const auto& e : fs::recursive_directory_iterator(folder))
+    if (e.path().filename().string().find(".tmp") != std::string::npos) found.push_back(e.path().string());
+  return found;
 }
 
 std::string status_of(const std::string& path) {
@@ -106,14 +122,13 @@ TEST_CASE("output: a results write that fails at the end keeps the checkpoint an
   const std::string error = failed.err.substr(error_at);
   CHECK(count_lines(error) == 1);
   CHECK(error.find("no results file was written") != std::string::npos);
+  CHECK(error.find("File too large (over this process's file size limit of 1048576 bytes: `ulimit -f` is 1024") !=
+        std::string::npos);
   CHECK(error.find("the trained model is kept in checkpoint " + ckpt) != std::string::npos);
   CHECK(error.find("runexp --resume " + out) != std::string::npos);
   // Nothing at the output path, no temporary file; the checkpoint is there and valid.
   CHECK(!fs::exists(out));
-  for (const auto& e : fs::directory_iterator(dir.path())) {
-    CAPTURE(e.path());
-    CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
-  }
+  CHECK(temp_files_under(dir.path()).empty());
   const auto latest = diffusion::find_latest_checkpoint(diffusion::checkpoint_dir_for(out));
   REQUIRE(latest.has_value());
   CHECK(latest->path == ckpt);
@@ -125,4 +140,26 @@ TEST_CASE("output: a results write that fails at the end keeps the checkpoint an
   REQUIRE(resumed.status == 0);
   CHECK(resumed.err.find("at step 30") != std::string::npos);
   CHECK(status_of(out) == "complete");
+}
+
+TEST_CASE("output: a checkpoint write past the file size limit fails the run with a message, not SIGXFSZ",
+          "[e2e][runexp][output]") {
+  ScratchDir dir("fsize");
+  const std::string yaml = dir / "x.yaml", out = dir / "run.h5";
+  std::ofstream(yaml) << kConfig;
+  const Child failed = run_runexp({yaml, "--out", out}, dir / "failed", limit_file_size_8k);
+  CAPTURE(failed.out, failed.err);
+  // Exit 1 (a failed run), not 128 + SIGXFSZ (153) with nothing said.
+  CHECK(failed.status == 1);
+  const std::string ckpt = diffusion::checkpoint_dir_for(out) + "/step_30.h5";
+  const auto error_at = failed.err.find("runexp: error: checkpoint " + ckpt + ": ");
+  REQUIRE(error_at != std::string::npos);
+  const std::string error = failed.err.substr(error_at);
+  CHECK(count_lines(error) == 1);
+  CHECK(error.find("File too large (over this process's file size limit of 8192 bytes: `ulimit -f` is 8; raise it)") !=
+        std::string::npos);
+  // No partial file anywhere, and nothing at the output that passes for complete.
+  CHECK(temp_files_under(dir.path()).empty());
+  CHECK(diffusion::list_checkpoints(diffusion::checkpoint_dir_for(out)).empty());
+  if (fs::exists(out)) CHECK(status_of(out) == "failed");
 }

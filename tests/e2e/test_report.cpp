@@ -3,8 +3,10 @@
 //   - the differing keys are columns with each run's values; equal keys are not columns;
 //   - final loss, NFE and every metric match the files to the printed precision;
 //   - --csv parses back to the same header and values;
-//   - a truncated results file and a text file are rows flagged unreadable, the good runs
-//     still print, and the exit status is 1;
+//   - a truncated results file is flagged corrupt (its seal says how long it was), a text
+//     file unreadable, a file with one flipped bit corrupt, a checkpoint as a checkpoint of
+//     which run and step with the command that resumes it; the good runs still print, and the
+//     exit status is 1;
 //   - a failed run without samples shows '-', a run with two samplers gets two rows.
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,9 @@
 #include <catch2/catch.hpp>
 
 #include <diffusion/io/hdf5_io.hpp>
+#include <diffusion/run/checkpoint.hpp>
+
+#include "sealed_file_edit.hpp"
 
 namespace fs = std::filesystem;
 using diffusion::Error;
@@ -276,13 +281,36 @@ TEST_CASE("report compares runs: differing keys, metrics, csv, unreadable files"
       check_values(t2, {a, b, c});
       for (const auto& [path, v] : expected) CHECK(t2.row_of(path)[t2.col("train.steps")] == v.first);
       const auto rt = t2.row_of(trunc);
-      CHECK(rt[t2.col("status")].rfind("unreadable: ", 0) == 0);
+      CHECK(rt[t2.col("status")].rfind("corrupt: ", 0) == 0);
+      CHECK(rt[t2.col("status")].find("(truncated)") != std::string::npos);
       CHECK(rt[t2.col("run")] == "trunc");
       CHECK(rt[t2.col("w2")] == "-");
       const auto rx = t2.row_of(text);
       CHECK(rx[t2.col("status")] == "unreadable: not an HDF5 file");
       CHECK(rx[t2.col("final_loss")] == "-");
     }
+  }
+
+  SECTION("a checkpoint and a file with a flipped bit are flagged as such; exit 1") {
+    const auto ckpts = diffusion::list_checkpoints(diffusion::checkpoint_dir_for(a));
+    REQUIRE(!ckpts.empty());
+    const std::string flipped = dir / "flipped.h5";
+    fs::copy_file(a, flipped);
+    diffusion::testing::flip_bit(flipped, 8 * (fs::file_size(a) / 2));
+    const Output o = run(quote(bin("report")) + " " + quote(a) + " " + quote(ckpts.back().second) + " " +
+                         quote(flipped) + " 2>/dev/null");
+    INFO(o.out);
+    CHECK(o.status == 1);
+    const Table t4 = parse_table(o.out);
+    const auto rc = t4.row_of(ckpts.back().second);
+    CHECK(rc[t4.col("run")] == "ddim_moons");
+    CHECK(rc[t4.col("status")] == "not a results file: checkpoint of run ddim_moons at step " +
+                                      std::to_string(ckpts.back().first) + "; to continue that run: runexp --resume " + a);
+    const auto rf = t4.row_of(flipped);
+    CHECK(rf[t4.col("status")].rfind("corrupt: its CRC-32 is ", 0) == 0);
+    CHECK(rf[t4.col("w2")] == "-");
+    // The good run is still read.
+    check_values(t4, {a});
   }
 
   SECTION("a failed run without samples shows '-'") {

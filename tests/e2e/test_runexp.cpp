@@ -540,6 +540,8 @@ TEST_CASE("runexp: --print-config and --list write nothing", "[e2e][runexp]") {
                        {"piecewise", "core"}, {"list", "core"}}},
         {"codec", {{"standardize", "core"}, {"identity", "core"}}},
         {"metric", {{"w2", "core"}, {"sliced_w2", "core"}, {"mmd", "core"}, {"energy", "core"}}},
+        {"potential", {{"gaussian_observation", "smc"}, {"region", "smc"}, {"classifier", "smc"}, {"reward", "smc"}}},
+        {"guidance", {{"classifier_free", "guidance"}, {"classifier", "guidance"}}},
     };
     CHECK(by_kind.size() == expected.size());
     for (const auto& [k, components] : expected) {

@@ -1,7 +1,7 @@
 // A stop signal after training, while a long sampler runs: runexp stops within a network
 // evaluation, not at the sampler's end; exits 128 + signal; the results file says interrupted
 // and holds no samples; the end-of-training checkpoint is kept, and `runexp --resume` only
-// samples, giving the samples of a run that was never stopped.
+// samples, giving the samples of a run that was never stopped; neither leaves a temporary file.
 #include <signal.h>
 
 #include <chrono>
@@ -118,4 +118,11 @@ TEST_CASE("stop: SIGINT while sampling stops promptly and --resume only samples"
   require_same_group(ref, out, "model");
   require_same_group(ref, out, "ema");
   require_same_group(ref, out, "train");
+  // The stop and the resume each cleaned up after themselves: no temporary or lock file is left.
+  for (const auto& e : fs::recursive_directory_iterator(dir.path())) {
+    const std::string name = e.path().filename().string();
+    CAPTURE(e.path());
+    CHECK(name.find(".tmp") == std::string::npos);
+    CHECK(name.find(".lock") == std::string::npos);
+  }
 }

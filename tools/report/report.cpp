@@ -17,9 +17,12 @@
 //               the config's metrics list
 //   total_s     total seconds of the run
 //   status      complete | failed: <error> | running | interrupted (with steps_completed),
-//               or unreadable: <reason> for a file that is not a readable results file
+//               corrupt: <reason> for a file whose bytes do not match its seal (file_seal.hpp),
+//               "not a results file: checkpoint ..." for a checkpoint (which run, which step,
+//               and the command that resumes it), or unreadable: <reason> for a file that is
+//               not a readable results file
 // Anything a run lacks is '-'. Exit status: 0 when every file was read, 1 when any was
-// unreadable, 2 for a bad command line.
+// unreadable, corrupt or not a results file, 2 for a bad command line.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -34,6 +37,8 @@
 #include <boost/program_options.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include <diffusion/io/file_seal.hpp>
+#include <diffusion/io/h5_memory_file.hpp>
 #include <diffusion/io/hdf5_io.hpp>
 
 namespace po = boost::program_options;
@@ -170,16 +175,61 @@ std::string probe_hdf5(const std::string& path) {
   return msgs.empty() ? "cannot open as HDF5" : msgs.front();
 }
 
+/// The run name in a YAML config text ("" if it has none).
+std::string config_name(const std::string& text) {
+  try {
+    const YAML::Node root = YAML::Load(text);
+    if (root.IsMap() && root["name"] && root["name"].IsScalar()) return root["name"].Scalar();
+  } catch (const YAML::Exception&) {
+  }
+  return "";
+}
+
+/// A training checkpoint (checkpoint.hpp: <out>.ckpt/step_<k>.h5) given in place of a results
+/// file: which run and step it is, and how to continue that run.
+std::string checkpoint_status(const std::string& path, const H5::H5File& f, std::string& name) {
+  const fs::path folder = fs::path(path).parent_path();
+  const std::string folder_name = folder.filename().string();
+  const bool in_ckpt_folder = folder_name.size() > 5 && folder_name.substr(folder_name.size() - 5) == ".ckpt";
+  const std::string out = in_ckpt_folder ? (folder.parent_path() / folder_name.substr(0, folder_name.size() - 5)).string()
+                                         : std::string("RUN.h5");
+  const std::string configured = has_attribute(f, "config") ? config_name(read_string_attribute(f, "config")) : "";
+  name = !configured.empty() ? configured : in_ckpt_folder ? fs::path(out).stem().string() : name;
+  std::string status = "not a results file: checkpoint of run " + name + " at step " +
+                       std::to_string(read_int_attribute(f, "step"));
+  if (!has_attribute(f, "complete")) status += " (incomplete: its write did not finish)";
+  status += "; to continue that run: runexp --resume " + out;
+  if (!in_ckpt_folder) status += " (the results file whose RUN.h5.ckpt folder holds it)";
+  return status;
+}
+
 Run read_run(const std::string& path) {
   Run run;
   run.path = path;
   run.name = fs::path(path).stem().string();
-  if (std::string why = probe_hdf5(path); !why.empty()) {
-    run.status = "unreadable: " + why;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    run.status = "unreadable: no such file";
+    return run;
+  }
+  // The seal first (file_seal.hpp): HDF5 never parses a file whose bytes changed.
+  H5::H5File f;
+  try {
+    f = h5_open_verified(path).file;
+  } catch (const CorruptFile& e) {
+    const std::string msg = e.what();
+    run.status = "corrupt: " + (msg.rfind(path + ": ", 0) == 0 ? msg.substr(path.size() + 2) : msg);
+    return run;
+  } catch (const Error&) {
+    const std::string why = probe_hdf5(path);
+    run.status = "unreadable: " + (why.empty() ? std::string("cannot open as HDF5") : why);
     return run;
   }
   try {
-    H5::H5File f(path, H5F_ACC_RDONLY);
+    if (!has_attribute(f, "status") && has_attribute(f, "step") && has_attribute(f, "config_hash")) {
+      run.status = checkpoint_status(path, f, run.name);
+      return run;
+    }
     if (!has_attribute(f, "status") && !has_attribute(f, "config")) {
       run.status = "unreadable: not a results file (no status or config attribute)";
       return run;

@@ -24,6 +24,7 @@
 
 #include <diffusion/run/checkpoint.hpp>
 #include <diffusion/run/experiment.hpp>
+#include <diffusion/run/memory_estimate.hpp>
 #include <diffusion/plugin/plugin_loader.hpp>
 #include <diffusion/run/output_lock.hpp>
 #include <diffusion/run/results.hpp>
@@ -79,7 +80,8 @@ void print_summary(const RunResult& r) {
   std::cout << std::fixed << std::setprecision(2) << "time: train " << r.train_seconds
             << " s, sample " << r.sample_seconds << " s, metrics " << r.metric_seconds
             << " s, total " << r.total_seconds << " s\n";
-  std::cout << std::setprecision(5) << "final loss: " << r.final_loss << "\n";
+  if (r.final_loss) std::cout << std::setprecision(5) << "final loss: " << *r.final_loss << "\n";
+  else std::cout << "final loss: none (no training steps)\n";
   for (const auto& [sampler, metrics] : r.metrics) {
     std::cout << sampler << " (nfe " << r.nfe.at(sampler) << "):";
     for (const auto& [name, v] : metrics) std::cout << "  " << name << " " << v;
@@ -147,6 +149,8 @@ int run_sweep(const po::variables_map& vm, const std::vector<std::string>& args)
   for (std::size_t p : selected) {
     Config c = point_config(p);
     Experiment ex = compose_experiment(c);
+    // ... and fit in memory: a point that cannot is refused now (exit 2), not after the others ran.
+    check_memory(ex, vm.count("max-memory") ? parse_memory_size(vm["max-memory"].as<std::string>()) : 0);
     if (name.empty()) name = ex.name;
     if (vm.count("print-config"))
       std::cout << "# point " << p << ": " << join_overrides(sweep_point(axes, p)) << "\n" << c.dump() << "\n";
@@ -183,6 +187,7 @@ int run_sweep(const po::variables_map& vm, const std::vector<std::string>& args)
     ro.log = &std::cerr;
     ro.progress_bar = ::isatty(STDERR_FILENO);
     ro.stop = &g_stop_signal;
+    if (vm.count("max-memory")) ro.max_memory = parse_memory_size(vm["max-memory"].as<std::string>());
     std::cerr << "runexp: sweep point " << p << " of " << n << " (" << overrides << "): " << ex.name << ", "
               << ex.network().num_parameters() << " parameters, " << ex.train.steps << " steps of "
               << ex.train.batch_size << "\n";
@@ -224,12 +229,15 @@ int run(int argc, char** argv) {
        "also load this plugin file, or the plugins in this folder (repeatable)")
       ("resume", po::value<std::string>(), "continue the interrupted run whose results file is RUN.h5, "
        "from the newest valid checkpoint in RUN.h5.ckpt/ (config from the checkpoint)")
-      ("force", "with --resume: accept a config that differs from the checkpoint's")
+      ("force", "with --resume: accept a config that differs from the checkpoint's; with an init file: "
+       "accept weights trained with another architecture")
       ("multirun,m", "sweep: each key=a,b,... override (top-level commas) runs once per value, the "
        "cartesian product (first key slowest), into <out stem>_<i>.h5 with <out stem>_index.tsv")
       ("array-index", po::value<std::string>(), "with -m: run point I alone (default: $SLURM_ARRAY_TASK_ID if set)")
       ("dry-run", "with -m: list the points (index, results file, overrides) and exit")
       ("print-config", "print the resolved configuration and exit")
+      ("max-memory", po::value<std::string>(), "refuse a run whose memory estimate exceeds SIZE (e.g. 8G, 500M; "
+       "default: the memory available)")
       ("list", "list every registered component by kind, with its plugin, and exit");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>(), "");
@@ -255,13 +263,13 @@ int run(int argc, char** argv) {
     Registries& r = registries();
     list_kind(r.datasets), list_kind(r.networks), list_kind(r.paths), list_kind(r.losses),
         list_kind(r.preconditionings), list_kind(r.samplers), list_kind(r.time_grids), list_kind(r.codecs),
-        list_kind(r.metrics);
+        list_kind(r.metrics), list_kind(r.potentials), list_kind(r.guidances);
     return 0;
   }
 
   const auto args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   const bool resuming = vm.count("resume") > 0;
-  if (vm.count("force") && !resuming) throw UsageError("--force is only meaningful with --resume");
+  if (vm.count("force") && vm.count("multirun")) throw UsageError("--force cannot be combined with -m (sweep)");
   if (vm.count("multirun")) {
     if (resuming) throw UsageError("-m (sweep) cannot be combined with --resume; resume each point's file");
     return run_sweep(vm, args);
@@ -294,6 +302,9 @@ int run(int argc, char** argv) {
   }
   if (vm.count("seed")) config.apply_override("seed=" + std::to_string(vm["seed"].as<std::uint64_t>()));
   if (vm.count("init")) config.apply_override("init=" + vm["init"].as<std::string>());
+  if (vm.count("force") && !resuming && !config.root().find("init"))
+    throw UsageError("--force is only meaningful with --resume or an init file (init: or --init)");
+  const ComposeOptions compose_options{vm.count("force") > 0};
   if (resuming) {
     // Resuming under another config would silently produce a run that matches neither.
     const auto diffs = config_differences(*saved, config);
@@ -304,12 +315,12 @@ int run(int argc, char** argv) {
   }
   if (vm.count("print-config")) {
     // Compose first so the printed config is also a valid one.
-    compose_experiment(config);
+    compose_experiment(config, registries(), compose_options);
     std::cout << config.dump() << "\n";
     return 0;
   }
 
-  Experiment ex = compose_experiment(config);
+  Experiment ex = compose_experiment(config, registries(), compose_options);
   std::string out;
   if (vm.count("out")) {
     out = vm["out"].as<std::string>();
@@ -325,6 +336,7 @@ int run(int argc, char** argv) {
   ro.log = &std::cerr;
   ro.progress_bar = ::isatty(STDERR_FILENO);
   ro.stop = &g_stop_signal;
+  if (vm.count("max-memory")) ro.max_memory = parse_memory_size(vm["max-memory"].as<std::string>());
   if (resuming) {
     ro.resume_from = ckpt->path;
     ro.allow_config_change = true;  // checked above, key by key (numbers by value)
@@ -348,6 +360,9 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past `ulimit -f`, a write would kill the process with SIGXFSZ, silently and leaving partial
+  // temporary files; ignored, the write fails with EFBIG and the run ends as on a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
   use_blas_kernels_for_this_cpu(argv);
   try {
     return run(argc, argv);

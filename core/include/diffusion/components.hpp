@@ -12,6 +12,7 @@
 #include "diffusion/model/models.hpp"
 #include "diffusion/model/network.hpp"
 #include "diffusion/model/path.hpp"
+#include "diffusion/model/potential.hpp"
 #include "diffusion/model/preconditioning.hpp"
 #include "diffusion/model/sampler.hpp"
 #include "diffusion/model/source.hpp"

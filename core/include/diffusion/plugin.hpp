@@ -63,7 +63,7 @@ int queue_registration(Reg Registries::*kind, const char* name, Factory factory)
 #define DIFFUSION_CONCAT(a, b) DIFFUSION_CONCAT_INNER(a, b)
 
 /// Register a component: kind is one of datasets, networks, losses, paths, samplers, metrics,
-/// time_grids, preconditionings, codecs (plugin/registries.hpp).
+/// time_grids, preconditionings, codecs, potentials (plugin/registries.hpp).
 #define DIFFUSION_REGISTER(kind, name, factory)                                    \
   [[maybe_unused]] static const int DIFFUSION_CONCAT(diffusion_registered_, __LINE__) = \
       ::diffusion::plugin_detail::queue_registration(&::diffusion::Registries::kind,   \

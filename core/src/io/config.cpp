@@ -242,37 +242,6 @@ std::string normalize_line_breaks(const std::string& s) {
 // ---------------------------------------------------------------------------------------------
 // Documents
 
-// Where each document of a YAML stream starts. This replaces YAML::LoadAll, which loops forever
-// (allocating a null document per turn) on a token the parser cannot use, such as a stray
-// top-level `,` (yaml-cpp issue 1040, fixed after 0.7): a document that starts where the
-// previous one did means the parser made no progress, and is reported as invalid YAML there.
-std::vector<YAML::Mark> document_starts(const std::string& text) {
-  struct Starts : YAML::EventHandler {
-    std::vector<YAML::Mark> marks;
-    void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
-    void OnDocumentEnd() override {}
-    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
-    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-    void OnSequenceEnd() override {}
-    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-    void OnMapEnd() override {}
-  } starts;
-  std::istringstream in(text);
-  YAML::Parser parser(in);
-  while (parser.HandleNextDocument(starts)) {
-    const auto& m = starts.marks;
-    if (m.size() >= 2 && m[m.size() - 1].pos == m[m.size() - 2].pos) {
-      const std::size_t at = static_cast<std::size_t>(m.back().pos);
-      const bool printable = at < text.size() && text[at] > ' ' && text[at] < 0x7f;
-      const std::string what = printable ? "'" + text.substr(at, 1) + "'" : "input";
-      throw YAML::ParserException(m.back(), "unexpected " + what);
-    }
-  }
-  return starts.marks;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Key paths
 
@@ -312,6 +281,111 @@ constexpr std::size_t kMaxValues = 100000;
 // yaml-cpp accepts an alias inside its own anchor (`a: &a [*a]`), a cycle that recursive walks
 // would follow until the stack overflows; no experiment file nests this deep.
 constexpr std::size_t kMaxDepth = 1000;
+// The text itself, before any tree is built: yaml-cpp spends ~250 bytes per value on its tree
+// (a 60 MB list took 14 GB before the value count refused it) and, past ~500 levels of
+// nesting, gives up with a bare "bad file". Experiment files are a few KB, tens of values and
+// a handful of levels deep.
+constexpr std::size_t kMaxTextBytes = std::size_t(1) << 20;
+constexpr std::size_t kMaxTextDepth = 100;
+
+// "60.0 MB", "1 MiB" for the limit itself.
+std::string format_size(std::size_t bytes) {
+  if (bytes == kMaxTextBytes) return "1 MiB";
+  char buf[32];
+  if (bytes >= 1000000)
+    std::snprintf(buf, sizeof buf, "%.1f MB", double(bytes) / 1e6);
+  else
+    std::snprintf(buf, sizeof buf, "%zu bytes", bytes);
+  return buf;
+}
+
+// `what_is`: "the file is 60.0 MB".
+ConfigError too_large(const std::string& name, const std::string& what_is) {
+  return ConfigError(name, 0, 0, "", what_is + "; an experiment file may have at most " + format_size(kMaxTextBytes) +
+                                         " (they have a few KB): is this the right file?");
+}
+
+// One pass over the parser's events, which builds no tree: where each document starts, and the
+// first document's values (keys not counted, as validate_tree counts them) and nesting checked
+// against kMaxValues and kMaxTextDepth, so an oversized text is refused at the value that makes
+// it too large. This also replaces YAML::LoadAll, which loops forever (allocating a null
+// document per turn) on a token the parser cannot use, such as a stray top-level `,` (yaml-cpp
+// issue 1040, fixed after 0.7): a document that starts where the previous one did means the
+// parser made no progress, and is reported as invalid YAML there.
+std::vector<YAML::Mark> scan_text(const std::string& text, const Thrower& fail) {
+  struct Scanner : YAML::EventHandler {
+    explicit Scanner(const Thrower& f) : fail(f) {}
+    const Thrower& fail;
+    std::vector<YAML::Mark> documents;  // where each document starts
+    std::size_t values = 0;
+    struct Frame {
+      bool is_map;
+      bool expecting_key;
+      std::string key;  // the current key of a map
+      std::size_t index;  // the next item of a sequence
+      std::string path;
+    };
+    std::vector<Frame> stack;
+
+    // A node starts: a scalar, null or alias (`key` its text, when it may be a map's key), or a
+    // collection (`opens`).
+    void node(const YAML::Mark& mark, const std::string& key, bool opens, bool is_map) {
+      if (documents.size() > 1) return;  // only the first document is loaded
+      Frame* top = stack.empty() ? nullptr : &stack.back();
+      const bool is_key = top && top->is_map && top->expecting_key;
+      std::string path;
+      if (top && !top->is_map) path = child_path(top->path, top->index);
+      if (top && top->is_map) path = is_key ? top->path : child_path(top->path, top->key);
+      if (!is_key && ++values > kMaxValues)
+        fail(mark, path, "more than " + std::to_string(kMaxValues) +
+                             " values in the file (an experiment has tens): is this the right file?");
+      if (top) {
+        if (!top->is_map) ++top->index;
+        else if (is_key) top->key = key, top->expecting_key = false;
+        else top->expecting_key = true;
+      }
+      if (!opens) return;
+      if (stack.size() + 1 > kMaxTextDepth)
+        fail(mark, path.substr(0, path.find('.')),
+             "nested more than " + std::to_string(kMaxTextDepth) + " levels deep (an experiment needs a handful)");
+      stack.push_back({is_map, true, "", 0, path});
+    }
+    void OnDocumentStart(const YAML::Mark& mark) override {
+      documents.push_back(mark);
+      stack.clear();
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, "", false, false); }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, "", false, false); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string& value) override {
+      node(mark, value, false, false);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+      node(mark, "", true, false);
+    }
+    void OnSequenceEnd() override {
+      if (!stack.empty()) stack.pop_back();
+    }
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+      node(mark, "", true, true);
+    }
+    void OnMapEnd() override {
+      if (!stack.empty()) stack.pop_back();
+    }
+  } scanner(fail);
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  while (parser.HandleNextDocument(scanner)) {
+    const auto& m = scanner.documents;
+    if (m.size() >= 2 && m[m.size() - 1].pos == m[m.size() - 2].pos) {
+      const std::size_t at = static_cast<std::size_t>(m.back().pos);
+      const bool printable = at < text.size() && text[at] > ' ' && text[at] < 0x7f;
+      const std::string what = printable ? "'" + text.substr(at, 1) + "'" : "input";
+      throw YAML::ParserException(m.back(), "unexpected " + what);
+    }
+  }
+  return scanner.documents;
+}
 
 // Keys must be scalars and unique: yaml-cpp silently keeps both copies of a duplicate key and
 // reads the first, which would make the second one a silent no-op. `values` counts the values
@@ -768,13 +842,24 @@ Config Config::load_file(const std::string& path) {
     throw ConfigError(path, 0, 0, "", "cannot read: is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path, 0, 0, "", std::string("cannot open: ") + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
+  // At most one byte past the limit is read: a huge file (or an endless pipe) is refused, not
+  // loaded into memory first.
+  std::string text(kMaxTextBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad()) throw ConfigError(path, 0, 0, "", "cannot read");
-  return load_string(text.str(), path);
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > kMaxTextBytes) {
+    const auto size = std::filesystem::file_size(path, ec);
+    const std::string how_big =
+        ec ? "more than " + format_size(kMaxTextBytes) : format_size(static_cast<std::size_t>(size));
+    throw too_large(path, "the file is " + how_big);
+  }
+  return load_string(text, path);
 }
 
 Config Config::load_string(const std::string& source, const std::string& name) {
+  if (source.size() > kMaxTextBytes)
+    throw too_large(name, "the text is " + format_size(source.size()));
   const std::string text = normalize_line_breaks(source);
   Config cfg;
   cfg.state_ = std::make_shared<detail::ConfigState>();
@@ -792,7 +877,10 @@ Config Config::load_string(const std::string& source, const std::string& name) {
   YAML::Node root;
   std::vector<YAML::Mark> documents;
   try {
-    documents = document_starts(text);
+    // Sizes first, on the parser's events: YAML::Load builds the whole tree.
+    documents = scan_text(text, [&st](const YAML::Mark& mark, const std::string& path, const std::string& msg) {
+      throw st.error_at(mark, path, msg);
+    });
     root = YAML::Load(text);  // the first document
   } catch (const YAML::Exception& e) {
     const bool known = !e.mark.is_null();
@@ -872,7 +960,11 @@ void Config::apply_override(const std::string& given) {
 
   YAML::Node value;
   try {
-    value = YAML::Load(assignment.substr(eq + 1));
+    const std::string text = assignment.substr(eq + 1);
+    scan_text(text, [&](const YAML::Mark&, const std::string& path, const std::string& msg) {
+      fail(path.empty() ? full_path : full_path + "." + path, msg);
+    });
+    value = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     fail(full_path, "invalid YAML value: " + e.msg);
   }

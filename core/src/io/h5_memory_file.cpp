@@ -1,6 +1,7 @@
 #include "diffusion/io/h5_memory_file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,9 +9,25 @@
 #include <cstring>
 #include <vector>
 
+#include "diffusion/io/file_seal.hpp"
 #include "diffusion/tensor/tensor.hpp"
 
 namespace diffusion {
+namespace {
+
+/// write(2) until all n bytes are written; false (errno set) on failure.
+bool write_all(int fd, const char* data, std::size_t n) {
+  for (std::size_t done = 0; done < n;) {
+    const ssize_t k = ::write(fd, data + done, n - done);
+    if (k < 0 && errno == EINTR) continue;
+    if (k == 0) errno = EIO;  // no progress and no reason: do not loop
+    if (k <= 0) return false;
+    done += static_cast<std::size_t>(k);
+  }
+  return true;
+}
+
+}  // namespace
 
 H5::H5File h5_create_in_memory(const std::string& name) {
   H5::FileAccPropList fapl;
@@ -36,17 +53,54 @@ void h5_save_image(H5::H5File& file, const std::string& path) {
     std::remove(path.c_str());
     throw Error(path + ": " + what + ": " + std::strerror(err));
   };
+  // The seal goes in front, as a 512-byte HDF5 user block (file_seal.hpp).
+  const std::string seal = seal_for(image.data(), image.size());
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("cannot create", fd);
-  for (std::size_t done = 0; done < image.size();) {
-    const ssize_t n = ::write(fd, image.data() + done, image.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) errno = EIO;  // no progress and no reason: do not loop
-    if (n <= 0) fail("writing failed", fd);
-    done += static_cast<std::size_t>(n);
-  }
+  if (!write_all(fd, seal.data(), seal.size()) || !write_all(fd, image.data(), image.size()))
+    fail("writing failed", fd);
   if (::fsync(fd) != 0) fail("fsync failed", fd);
   if (::close(fd) != 0) fail("writing failed", -1);
+}
+
+VerifiedH5File h5_open_verified(const std::string& path) {
+  // The seal first: HDF5 never parses a file whose bytes are not those written.
+  const auto check = [&](int fd) {
+    try {
+      return check_seal_of_fd(fd) > 0;
+    } catch (const CorruptFile& c) {
+      throw CorruptFile(path + ": " + c.what());
+    } catch (const Error& e) {
+      throw Error(path + ": " + e.what());
+    }
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+  struct stat checked {};
+  VerifiedH5File f;
+  try {
+    f.sealed = check(fd);
+    ::fstat(fd, &checked);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  H5::Exception::dontPrint();
+  try {
+    f.file = H5::H5File(path, H5F_ACC_RDONLY);
+  } catch (const H5::Exception& e) {
+    throw Error(path + ": not a readable HDF5 file (" + e.getDetailMsg() + ")");
+  }
+  // The path replaced meanwhile (the toolkit renames new files into place, never changes one):
+  // check the file HDF5 holds open, through its own descriptor.
+  void* handle = nullptr;
+  struct stat opened {};
+  if (H5Fget_vfd_handle(f.file.getId(), H5P_DEFAULT, &handle) < 0 || handle == nullptr ||
+      ::fstat(*static_cast<int*>(handle), &opened) != 0)
+    throw Error(path + ": cannot reach the file HDF5 opened to check its seal");
+  if (opened.st_dev != checked.st_dev || opened.st_ino != checked.st_ino) f.sealed = check(*static_cast<int*>(handle));
+  return f;
 }
 
 void fsync_folder(const std::string& folder) {

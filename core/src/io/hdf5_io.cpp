@@ -2,6 +2,7 @@
 // missing name becomes one clear Error instead of HDF5's printed error stack.
 #include "diffusion/io/hdf5_io.hpp"
 
+#include <cmath>
 #include <sstream>
 
 namespace diffusion {
@@ -127,6 +128,27 @@ std::vector<std::string> h5_dataset_names(const H5::Group& g) {
     if (g.childObjType(name) == H5O_TYPE_DATASET) names.push_back(std::move(name));
   }
   return names;
+}
+
+std::string h5_first_nonfinite(const H5::Group& g) {
+  const std::string here = g.getObjName();
+  std::vector<double> values;
+  for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
+    const std::string name = g.getObjnameByIdx(i);
+    const H5O_type_t type = g.childObjType(name);
+    if (type == H5O_TYPE_GROUP) {
+      if (std::string bad = h5_first_nonfinite(g.openGroup(name)); !bad.empty()) return bad;
+    } else if (type == H5O_TYPE_DATASET) {
+      H5::DataSet ds = g.openDataSet(name);
+      if (ds.getTypeClass() != H5T_FLOAT) continue;
+      values.resize(static_cast<std::size_t>(ds.getSpace().getSimpleExtentNpoints()));
+      if (values.empty()) continue;
+      ds.read(values.data(), H5::PredType::NATIVE_DOUBLE);
+      for (const double v : values)
+        if (!std::isfinite(v)) return (here == "/" ? here : here + "/") + name;
+    }
+  }
+  return "";
 }
 
 void write_tensor(const H5::Group& g, const std::string& name, const Tensor& t) {

@@ -12,6 +12,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "diffusion/metrics/stop_request.hpp"
 #include "diffusion/tensor/tensor.hpp"
 
 namespace diffusion {
@@ -230,6 +231,7 @@ class Solver {
     double* c = buf_.data();
     std::vector<int> best_row(n_, 0);
     for (int i = 0; i < n_; ++i) {  // row by row: costs are produced a row at a time
+      throw_if_stop_requested();
       m_.costs(i, c);
       for (int p = 0; p < n_; ++p)
         if (c[p] < v_[p]) v_[p] = c[p], best_row[p] = i;
@@ -246,6 +248,7 @@ class Solver {
       if (times_chosen[i] == 0) {
         free_rows.push_back(i);
       } else if (times_chosen[i] == 1) {
+        throw_if_stop_requested();
         const int p1 = col_of_row_[i];
         m_.costs(i, c);
         double slack = kInf;
@@ -269,6 +272,7 @@ class Solver {
     std::size_t k = 0;
     while (k < queue.size()) {
       const int i = queue[k++];
+      throw_if_stop_requested();
       m_.costs(i, c);
       double u1 = kInf, u2 = kInf;
       int p1 = kFree, p2 = kFree;
@@ -327,6 +331,8 @@ class Solver {
     int i = f, sink = kFree;
     double h = 0.0, mind = 0.0;  // h: row i's price relative to the tree's root
     while (sink == kFree) {
+      // One relaxation is O(n): a stop request is seen within one, however long the path.
+      throw_if_stop_requested();
       const Nearest near = m_.relax(i, h, rem, v_.data(), d, pred_.data(), owner_.data());
       mind = near.dist;
       int p = near.pos;
@@ -426,6 +432,7 @@ std::vector<double> squared_distances(const double* x, const double* y, std::siz
   std::vector<double> cost(n * n);
   if (dim < kGemmMinDim) {
     for (std::size_t i = 0; i < n; ++i) {
+      throw_if_stop_requested();
       const double* a = x + i * dim;
       double* out = cost.data() + i * n;
       for (std::size_t j = 0; j < n; ++j) {

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "diffusion/metrics/metrics.hpp"
+#include "diffusion/metrics/stop_request.hpp"
 
 namespace diffusion {
 namespace {
@@ -21,6 +22,7 @@ double distance_sum(const std::vector<double>& a, std::size_t n, const std::vect
                     std::size_t m, std::size_t dim) {
   double total = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
+    throw_if_stop_requested();  // a row is O(m D): a stop is seen within milliseconds
     const double* ai = a.data() + i * dim;
     double row = 0.0;
     for (std::size_t j = 0; j < m; ++j) row += distance(ai, b.data() + j * dim, dim);
@@ -34,6 +36,7 @@ double distance_sum(const std::vector<double>& a, std::size_t n, const std::vect
 double within_distance_sum(const std::vector<double>& a, std::size_t n, std::size_t dim) {
   double total = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
+    throw_if_stop_requested();
     const double* ai = a.data() + i * dim;
     double row = 0.0;
     for (std::size_t j = i + 1; j < n; ++j) row += distance(ai, a.data() + j * dim, dim);

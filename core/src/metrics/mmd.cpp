@@ -6,6 +6,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "diffusion/metrics/metrics.hpp"
+#include "diffusion/metrics/stop_request.hpp"
 
 namespace diffusion {
 namespace {
@@ -63,14 +64,20 @@ double row_kernel_sum(const Columns& a, std::size_t i, const Columns& b, std::si
 double within_sum(const Columns& a, const std::vector<double>& gammas) {
   std::vector<double> d2;
   double total = 0.0;
-  for (std::size_t i = 0; i + 1 < a.n; ++i) total += row_kernel_sum(a, i, a, i + 1, gammas, d2);
+  for (std::size_t i = 0; i + 1 < a.n; ++i) {
+    throw_if_stop_requested();  // a row is O(n S): a stop is seen within milliseconds
+    total += row_kernel_sum(a, i, a, i + 1, gammas, d2);
+  }
   return 2.0 * total;
 }
 
 double cross_sum(const Columns& a, const Columns& b, const std::vector<double>& gammas) {
   std::vector<double> d2;
   double total = 0.0;  // per-row partial sums keep the running total's rounding small
-  for (std::size_t i = 0; i < a.n; ++i) total += row_kernel_sum(a, i, b, 0, gammas, d2);
+  for (std::size_t i = 0; i < a.n; ++i) {
+    throw_if_stop_requested();
+    total += row_kernel_sum(a, i, b, 0, gammas, d2);
+  }
   return total;
 }
 

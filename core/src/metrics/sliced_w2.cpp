@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "diffusion/metrics/metrics.hpp"
+#include "diffusion/metrics/stop_request.hpp"
 
 namespace diffusion {
 namespace {
@@ -57,6 +58,8 @@ double sliced_w2(const Tensor& x, const Tensor& y, std::size_t projections, Rng&
   std::vector<double> theta(dim), px, py;
   double total = 0.0;
   for (std::size_t p = 0; p < projections; ++p) {
+    // One projection sorts n + m numbers: a stop is seen between sorts (~1 s at n = 10^7).
+    throw_if_stop_requested();
     // A normalised standard normal is uniform on the sphere; a zero draw (probability ~0 in
     // float) is redrawn rather than divided by.
     double norm2 = 0.0;
@@ -72,6 +75,7 @@ double sliced_w2(const Tensor& x, const Tensor& y, std::size_t projections, Rng&
     project(xd, n, dim, theta.data(), px);
     project(yd, m, dim, theta.data(), py);
     std::sort(px.begin(), px.end());
+    throw_if_stop_requested();
     std::sort(py.begin(), py.end());
     total += w2_squared_sorted(px, py);
   }

@@ -197,3 +197,42 @@ PredictionVar ClassifierFreeGuidance::predict_var(const Var& x, const Times& t, 
 }
 
 }  // namespace diffusion
+
+namespace diffusion {
+
+ClassifierGuidance::ClassifierGuidance(std::shared_ptr<const Denoiser> inner,
+                                       std::shared_ptr<const NoisyClassifier> classifier, double scale)
+    : DenoiserWrapper(std::move(inner)), classifier_(std::move(classifier)), scale_(scale) {
+  if (!classifier_) throw Error("classifier guidance: no classifier");
+}
+
+void ClassifierGuidance::predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const {
+  check_batch(x, t, c);
+  if (!c.has_labels()) throw Error("classifier guidance: the condition has no class labels to guide towards");
+  inner().predict(x, t, c, out);
+  if (scale_ == 0.0) return;
+  ++nfe_;
+  const Tensor grad = classifier_->grad_log_prob(x, t, c);
+  if (grad.shape() != x.shape())
+    throw Error("classifier guidance: the classifier's gradient " + shape_str(grad) + " is not shaped like x " +
+                shape_str(x));
+  const std::size_t n = x.shape()[0], per = x.size() / n;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (c.is_null(i)) continue;
+    // Eq. 14: eps - s sigma grad; x0 read off it on the path.
+    const double a = path().alpha(t[i]), s = path().sigma(t[i]);
+    const auto de = static_cast<float>(-scale_ * s), dx = static_cast<float>(scale_ * s * s / a);
+    for (std::size_t j = i * per; j < (i + 1) * per; ++j) {
+      out.eps.data()[j] += de * grad.data()[j];
+      out.x0.data()[j] += dx * grad.data()[j];
+    }
+  }
+}
+
+PredictionVar ClassifierGuidance::predict_var(const Var&, const Times&, const Condition&) const {
+  throw Error(
+      "classifier guidance has no differentiable prediction (its gradient in x would need the classifier's second "
+      "derivatives); use it with samplers that only call predict");
+}
+
+}  // namespace diffusion

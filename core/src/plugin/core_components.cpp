@@ -3,6 +3,7 @@
 #include "diffusion/io/config.hpp"
 #include "diffusion/io/text.hpp"
 #include "diffusion/metrics/metrics.hpp"
+#include "diffusion/metrics/sample_metrics.hpp"
 #include "diffusion/model/predictions.hpp"
 #include "diffusion/plugin/sampler_options.hpp"
 #include "diffusion/plugin/registries.hpp"
@@ -10,36 +11,25 @@
 namespace diffusion {
 namespace {
 
-/// A metric from a plain function of (samples, reference, rng).
-template <class F>
-class FunctionMetric : public Metric {
- public:
-  explicit FunctionMetric(F f) : f_(std::move(f)) {}
-  double compute(const Tensor& x, const Tensor& y, Rng& rng) const override { return f_(x, y, rng); }
-
- private:
-  F f_;
-};
-
-template <class F>
-std::shared_ptr<Metric> make_metric(F f) {
-  return std::make_shared<FunctionMetric<F>>(std::move(f));
-}
-
+// The metrics are components of their own (sample_metrics.hpp): each knows the sizes it can
+// finish and the memory it needs.
 void register_metrics(Registries& regs) {
-  regs.metrics.add("w2", [](const ConfigNode&, const BuildContext&) {
-    return make_metric([](const Tensor& x, const Tensor& y, Rng&) { return w2_exact(x, y); });
+  regs.metrics.add("w2", [](const ConfigNode& c, const BuildContext&) {
+    const auto max_n = c.get_int("max_n", ExactW2Metric::kDefaultMaxPoints, 1);
+    return std::make_shared<ExactW2Metric>(static_cast<std::size_t>(max_n));
   });
   regs.metrics.add("sliced_w2", [](const ConfigNode& c, const BuildContext&) {
     const auto p = static_cast<std::size_t>(c.get_int("projections", 512, 1, 1 << 20));
-    return make_metric([p](const Tensor& x, const Tensor& y, Rng& rng) { return sliced_w2(x, y, p, rng); });
+    return std::make_shared<SlicedW2Metric>(p);
   });
   regs.metrics.add("mmd", [](const ConfigNode& c, const BuildContext&) {
     const auto bw = c.get_double_list("bandwidths", default_mmd_bandwidths(), 1e-12);
-    return make_metric([bw](const Tensor& x, const Tensor& y, Rng&) { return mmd_rbf(x, y, bw); });
+    const auto max_n = c.get_int("max_n", PairwiseMetric::kDefaultMaxPoints, 2);
+    return std::make_shared<MmdMetric>(bw, static_cast<std::size_t>(max_n));
   });
-  regs.metrics.add("energy", [](const ConfigNode&, const BuildContext&) {
-    return make_metric([](const Tensor& x, const Tensor& y, Rng&) { return energy_distance(x, y); });
+  regs.metrics.add("energy", [](const ConfigNode& c, const BuildContext&) {
+    const auto max_n = c.get_int("max_n", PairwiseMetric::kDefaultMaxPoints, 1);
+    return std::make_shared<EnergyMetric>(static_cast<std::size_t>(max_n));
   });
 }
 

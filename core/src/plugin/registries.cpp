@@ -14,6 +14,8 @@ void Registries::remove_origin(const std::string& origin) {
   time_grids.remove_origin(origin);
   preconditionings.remove_origin(origin);
   codecs.remove_origin(origin);
+  guidances.remove_origin(origin);
+  potentials.remove_origin(origin);
 }
 
 Registries& registries() {

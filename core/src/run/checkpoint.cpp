@@ -10,6 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "diffusion/io/file_seal.hpp"
 #include "diffusion/io/h5_memory_file.hpp"
 #include "diffusion/io/hdf5_io.hpp"
 
@@ -75,13 +76,19 @@ Rng::State read_rng(const H5::Group& g, const std::string& name) {
 }
 
 /// Read every dataset under g in full: a file truncated after it was written fails here even
-/// when its superblock and root attributes still read.
-void read_all(const H5::Group& g) {
+/// when its superblock and root attributes still read (a sealed file fails its seal first; this
+/// is what catches an unsealed one). The groups of weights and optimiser state must be finite
+/// (checkpoints are written only from finite weights); the loss log may hold NaN (a time bin no
+/// sample fell in). Returns the first non-finite dataset's path, "" if none.
+std::string read_all(const H5::Group& g) {
+  const bool top = g.getObjName() == "/";
   for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
     const std::string name = g.getObjnameByIdx(i);
     const H5G_obj_t type = g.getObjTypeByIdx(i);
     if (type == H5G_GROUP) {
-      read_all(g.openGroup(name));
+      const bool weights = top && (name == "model" || name == "ema" || name == "models" || name == "optimizer");
+      if (std::string bad = weights ? h5_first_nonfinite(g.openGroup(name)) : read_all(g.openGroup(name)); !bad.empty())
+        return bad;
     } else if (type == H5G_DATASET) {
       H5::DataSet ds = g.openDataSet(name);
       H5::DataType t = ds.getDataType();
@@ -90,6 +97,7 @@ void read_all(const H5::Group& g) {
       if (bytes) ds.read(buf.data(), t);
     }
   }
+  return "";
 }
 
 std::string step_name(std::int64_t step) { return "step_" + std::to_string(step) + ".h5"; }
@@ -148,8 +156,9 @@ std::string canonical_config(const Config& config) {
 
 std::uint64_t config_hash(const Config& config) { return fnv1a64(canonical_config(config)); }
 
-std::vector<ConfigDifference> config_differences(const Config& before, const Config& after) {
-  const auto a = flat(before), b = flat(after);
+namespace {
+std::vector<ConfigDifference> differences(const std::map<std::string, std::string>& a,
+                                          const std::map<std::string, std::string>& b) {
   std::vector<ConfigDifference> diffs;
   for (const auto& [k, v] : a) {
     const auto it = b.find(k);
@@ -160,6 +169,18 @@ std::vector<ConfigDifference> config_differences(const Config& before, const Con
     if (!a.count(k)) diffs.push_back({k, "(absent)", v});
   std::sort(diffs.begin(), diffs.end(), [](const auto& x, const auto& y) { return x.key < y.key; });
   return diffs;
+}
+}  // namespace
+
+std::vector<ConfigDifference> config_differences(const Config& before, const Config& after) {
+  return differences(flat(before), flat(after));
+}
+
+std::vector<ConfigDifference> config_differences(const ConfigNode& before, const ConfigNode& after) {
+  std::map<std::string, std::string> a, b;
+  flatten(before.yaml(), after.path(), a);
+  flatten(after.yaml(), after.path(), b);
+  return differences(a, b);
 }
 
 std::string describe(const std::vector<ConfigDifference>& diffs) {
@@ -199,15 +220,41 @@ CheckpointInfo info_of(const std::string& path, const H5::Group& root) {
   info.config_hash = std::stoull(read_string_attribute(root, "config_hash"), nullptr, 16);
   return info;
 }
+
+/// A checkpoint that may be used: its seal matches its bytes (file_seal.hpp), it carries the
+/// complete=1 marker, every dataset reads back and its weights are finite. Throws Error (a
+/// CorruptFile for a broken seal) saying why not, without the path.
+struct CheckedCheckpoint {
+  H5::H5File file;
+  CheckpointInfo info;
+};
+CheckedCheckpoint open_checked(const std::string& path) {
+  CheckedCheckpoint c;
+  try {
+    c.file = h5_open_verified(path).file;
+  } catch (const Error& e) {
+    // h5_open_verified names the path first; the callers name it themselves.
+    std::string msg = e.what();
+    if (msg.rfind(path + ": ", 0) == 0) msg = msg.substr(path.size() + 2);
+    if (dynamic_cast<const CorruptFile*>(&e)) throw CorruptFile("corrupt: " + msg);
+    throw Error(msg);
+  }
+  try {
+    const H5::Group root = c.file.openGroup("/");
+    c.info = info_of(path, root);
+    if (const std::string bad = read_all(root); !bad.empty())
+      throw Error("non-finite values in " + bad + " (checkpoints are written only from finite weights)");
+  } catch (const H5::Exception& e) {
+    throw Error("unreadable (" + e.getDetailMsg() + ")");
+  }
+  return c;
+}
 }  // namespace
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {
   H5::Exception::dontPrint();
   try {
-    H5::H5File file(path, H5F_ACC_RDONLY);
-    return info_of(path, file.openGroup("/"));
-  } catch (const H5::Exception& e) {
-    throw Error("checkpoint " + path + ": unreadable (" + e.getDetailMsg() + ")");
+    return open_checked(path).info;
   } catch (const Error& e) {
     throw Error("checkpoint " + path + ": " + e.what());
   }
@@ -219,11 +266,8 @@ std::optional<CheckpointInfo> find_latest_checkpoint(const std::string& dir,
   const auto all = list_checkpoints(dir);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
-      H5::H5File file(it->second, H5F_ACC_RDONLY);
-      const H5::Group root = file.openGroup("/");
-      CheckpointInfo info = info_of(it->second, root);
+      CheckpointInfo info = open_checked(it->second).info;
       if (info.step != it->first) throw Error("its step attribute says " + std::to_string(info.step));
-      read_all(root);
       return info;
     } catch (const H5::Exception& e) {
       if (skipped) skipped->push_back(it->second + ": unreadable (" + e.getDetailMsg() + ")");
@@ -289,10 +333,15 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
 CheckpointInfo read_checkpoint(const std::string& path, TrainingState& state, Models& models, EMA* ema,
                                Optimizer& optimizer) {
   H5::Exception::dontPrint();
+  CheckedCheckpoint checked;
   try {
-    H5::H5File file(path, H5F_ACC_RDONLY);
-    const H5::Group root = file.openGroup("/");
-    const CheckpointInfo info = info_of(path, root);
+    checked = open_checked(path);
+  } catch (const Error& e) {
+    throw Error("checkpoint " + path + ": " + e.what());
+  }
+  try {
+    const H5::Group root = checked.file.openGroup("/");
+    const CheckpointInfo& info = checked.info;
     TrainingState st;
     st.step = info.step;
     if (!has_attribute(root, "version") || read_string_attribute(root, "version") != kCheckpointVersion)

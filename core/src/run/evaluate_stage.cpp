@@ -4,12 +4,16 @@
 // for fresh independent draws of the data, what a perfect sampler scores, to read the others by.
 // Metrics of the model itself (the likelihood of held-out data) run once, on the model the
 // samplers use by default (the EMA when there is one), with their floor when the data set's
-// density is known.
+// density is known. A stop request ends a metric within a second (stop_request.hpp): the
+// metrics poll the run's stop flag inside their long loops.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ostream>
 
 #include "diffusion/io/hdf5_io.hpp"
+#include "diffusion/metrics/stop_request.hpp"
+#include "diffusion/run/memory_estimate.hpp"
 #include "diffusion/run/stages.hpp"
 
 namespace diffusion {
@@ -61,6 +65,22 @@ void write_figures(const H5::Group& root, const std::string& group, const std::s
   for (const auto& [name, value] : v.figures) write_attribute(ds, name, value);
 }
 
+/// The model as a metric of the model reads it: each evaluation first polls the stop request,
+/// so a likelihood's ODE solve (hundreds of evaluations) ends within one evaluation of a stop.
+class StopPollingDenoiser : public DenoiserWrapper {
+ public:
+  using DenoiserWrapper::DenoiserWrapper;
+  void predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const override {
+    throw_if_stop_requested();
+    DenoiserWrapper::predict(x, t, c, out);
+  }
+  PredictionVar predict_var(const Var& x, const Times& t, const Condition& c) const override {
+    throw_if_stop_requested();
+    return DenoiserWrapper::predict_var(x, t, c);
+  }
+  using Denoiser::predict;
+};
+
 /// /metrics/model/<metric> for every metric of the model, and /metrics/data/<metric> when the
 /// metric knows what a perfect model scores.
 void evaluate_model_metrics(RunContext& run) {
@@ -70,7 +90,9 @@ void evaluate_model_metrics(RunContext& run) {
   for (const MetricSpec& m : ex.metrics) {
     if (!m.metric->of_model()) continue;
     if (run.stop_requested()) throw RunInterrupted{};
-    if (!model) model = ex.denoiser(ex.ema_network() ? ex.ema_network() : ex.models.shared("model"));
+    if (!model)
+      model = std::make_shared<StopPollingDenoiser>(
+          ex.denoiser(ex.ema_network() ? ex.ema_network() : ex.models.shared("model")));
     ModelEvaluation eval{model.get(), ex.source ? ex.source.get() : &standard_normal_source(), ex.dataset.get(),
                          ex.codec.get()};
     const Rng stream = run.master.split("metric:model:" + m.name);
@@ -87,17 +109,33 @@ void evaluate_model_metrics(RunContext& run) {
   }
 }
 
-}  // namespace
+/// "evaluating ddim: 2000 points against as many reference points (w2, mmd)", before a
+/// group's metrics start: a metric of 10^4 points can take a minute.
+void log_group(const RunContext& run, const std::string& what, std::size_t n) {
+  if (!run.options.log) return;
+  std::string names;
+  for (const MetricSpec& m : run.ex.metrics)
+    if (!m.metric->of_model()) names += (names.empty() ? "" : ", ") + m.name;
+  if (names.empty()) return;
+  *run.options.log << "evaluating " << what << ": " << n << " points against as many reference points (" << names
+                   << ")\n";
+}
 
-void evaluate_samples(RunContext& run) {
+void evaluate_sample_metrics(RunContext& run) {
   const Experiment& ex = run.ex;
-  const auto t0 = std::chrono::steady_clock::now();
   const H5::Group root = run.root();
+  // The sizes were checked against each metric when the experiment was composed
+  // (check_metric_sizes); the same function gives them here.
+  const std::vector<MetricComparison> comparisons = metric_comparisons(ex);
   std::size_t floor_n = 0;
+  for (const MetricComparison& c : comparisons)
+    if (c.group == "data") floor_n = c.n;
   for (const SamplerSpec& s : ex.samplers) {
-    const std::size_t n = std::min(s.n, ex.evaluation.reference_n);
-    floor_n = std::max(floor_n, n);
+    std::size_t n = 0;
+    for (const MetricComparison& c : comparisons)
+      if (c.group == s.name) n = c.n;
     const Tensor ref = first_rows(run.reference, n);
+    log_group(run, s.name, n);
     for (const MetricSpec& m : ex.metrics) {
       if (m.metric->of_model()) continue;
       std::vector<double> values;
@@ -110,10 +148,8 @@ void evaluate_samples(RunContext& run) {
     }
   }
   // The floor, at the comparison size of the largest sampler (or the whole reference).
-  if (floor_n == 0) floor_n = ex.evaluation.reference_n;
-  const bool sample_metrics =
-      std::any_of(ex.metrics.begin(), ex.metrics.end(), [](const MetricSpec& m) { return !m.metric->of_model(); });
-  if (floor_n > 0 && sample_metrics) {
+  if (floor_n > 0) {
+    log_group(run, "the floor (" + std::to_string(ex.evaluation.floor_draws) + " draws of fresh data)", floor_n);
     const Tensor ref = first_rows(run.reference, floor_n);
     std::vector<Tensor> draws;
     for (std::size_t d = 0; d < ex.evaluation.floor_draws; ++d) {
@@ -132,7 +168,19 @@ void evaluate_samples(RunContext& run) {
     }
     write_attribute(h5_open_group(root, "metrics/data"), "n", static_cast<std::int64_t>(floor_n));
   }
-  evaluate_model_metrics(run);
+}
+
+}  // namespace
+
+void evaluate_samples(RunContext& run) {
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    const StopRequestScope stop(run.options.stop);
+    evaluate_sample_metrics(run);
+    evaluate_model_metrics(run);
+  } catch (const MetricStopped&) {
+    throw RunInterrupted{};
+  }
   run.result.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 

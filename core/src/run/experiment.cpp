@@ -7,6 +7,7 @@
 #include <set>
 
 #include "diffusion/run/experiment_models.hpp"
+#include "diffusion/run/memory_estimate.hpp"
 
 namespace diffusion {
 namespace {
@@ -102,6 +103,7 @@ void read_train_settings(const ConfigNode& train, bool has_init, TrainSettings& 
   ts.checkpoint_every = train.get_int("checkpoint_every", std::max<std::int64_t>(1000, ts.steps / 10), 0);
   ts.keep_checkpoints = train.get_int("keep_checkpoints", 2, 1);
   ts.freeze = train.get_string_list("freeze", {});
+  ts.label_dropout = train.get_double("label_dropout", 0.0, Interval::closed(0, 1));
 }
 
 /// `source:` absent or `standard_normal`: the standard Gaussian; else any data set, encoded by
@@ -156,6 +158,32 @@ void read_samplers(const ConfigNode& root, Experiment& ex, Registries& regs, con
     s.trajectory = static_cast<std::size_t>(node.get_int("trajectory", 0, 0, 10000));
     s.use_ema = node.get_bool("use_ema", true);
     s.repeats = static_cast<std::size_t>(node.get_int("repeats", 1, 1, 1000));
+    if (const auto g = node.find("guidance")) {  // a guided model, for every sampler alike
+      s.guidance = regs.guidances.create(*g, ctx);
+      try {
+        s.guidance->check(ex.network(), ex.dataset->num_classes());
+      } catch (const ConfigError&) {
+        throw;
+      } catch (const Error& e) {
+        g->error(e.what());
+      }
+      require_models(s.guidance->required_models(), ex.models, *g, "the guidance of sampler " + s.name);
+    }
+    if (const auto l = node.find("labels")) {  // data, balanced, or one class k
+      const int k = ex.dataset->num_classes();
+      if (k <= 0) l->error("the data set has no class labels to ask for");
+      const std::string v = l->is_scalar() ? l->as_string() : "";
+      if (v == "data" || v == "balanced") {
+        s.labels = v == "data" ? SamplerSpec::kLabelsFromData : SamplerSpec::kLabelsBalanced;
+      } else {
+        try {
+          s.labels = static_cast<int>(l->as_int(0, k - 1));
+        } catch (const ConfigError&) {
+          l->fail("data, balanced or a class in 0.." + std::to_string(k - 1));
+        }
+      }
+    }
+    s.labels_given = s.guidance || node.has("labels");
     if (const std::string why = bad_name_reason(s.name); !why.empty())
       node.at("name").error("the sampler's name '" + s.name + "' " + why + " (it names the group /samples/<name>)");
     if (s.name == "data") node.at("name").error("'data' is the metric floor's group; give the sampler another name");
@@ -196,7 +224,7 @@ std::shared_ptr<NetworkDenoiser> Experiment::denoiser(std::shared_ptr<Network> n
   return std::make_shared<NetworkDenoiser>(std::move(network), path, loss->preconditioning());
 }
 
-Experiment compose_experiment(const Config& config, Registries& regs) {
+Experiment compose_experiment(const Config& config, Registries& regs, const ComposeOptions& options) {
   Experiment ex(config);
   const ConfigNode root = ex.config.root();
   ex.name = root.get_string("name", std::filesystem::path(config.name()).stem().string());
@@ -236,6 +264,9 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
   }
   const ConfigNode train = root.at("train");
   read_train_settings(train, has_init, ex.train);
+  if (ex.train.label_dropout > 0 && !(ex.network().class_conditional() && ex.dataset->num_classes() > 0))
+    train.at("label_dropout").error("drops class labels, but the network is not class-conditional on labelled data "
+                                    "(set class_conditional: true on a labelled data set)");
   for (const std::string& path : ex.train.freeze) {
     try {
       ex.network().freeze_path(path);
@@ -259,8 +290,9 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
     ex.models.add({"ema", make_network(net_node), false, ""});
     ex.models.get("ema").copy_parameters_from(ex.network());
   }
-  if (has_init) load_init(ex, *init_node, [&] { return make_network(net_node); });
-  if (const auto slots = root.find("models")) read_model_slots(*slots, net_node, make_network, ex);
+  const InitOptions init_options{&regs, ctx, options.allow_architecture_change};
+  if (has_init) load_init(ex, *init_node, [&] { return make_network(net_node); }, init_options);
+  if (const auto slots = root.find("models")) read_model_slots(*slots, net_node, make_network, ex, init_options);
   check_loss_models(ex, root.at("loss"));
   {
     // A loss that plans over several batches (batches_per_plan) refuses a batch size it
@@ -273,7 +305,13 @@ Experiment compose_experiment(const Config& config, Registries& regs) {
 
   read_samplers(root, ex, regs, ctx);
   read_metrics(root, ex, regs, ctx);
+  for (const MetricSpec& m : ex.metrics)  // a metric of class-conditional samples needs their labels
+    for (const SamplerSpec& s : ex.samplers)
+      if (m.metric->needs_labels() && !((ex.network().class_conditional() || s.labels_given) && ex.dataset->num_classes() > 0))
+        root.at("metrics").error("the metric " + m.name + " reads the class each sample was asked for, but sampler " +
+                                 s.name + " asks for none (give it `labels:` or `guidance:`, or train a class-conditional network)");
   root.check_no_unknown_keys();
+  check_metric_sizes(ex);  // sizes a metric cannot take or finish fail now, not after training
   return ex;
 }
 

@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 namespace diffusion {
 namespace fs = std::filesystem;
@@ -30,35 +32,61 @@ std::string read_owner(int fd) {
 
 }  // namespace
 
-OutputLock::OutputLock(const std::string& out_path) : lock_path_(lock_path_for(out_path)) {
+int OutputLock::try_acquire(bool& opened) {
   // The lock file may be removed by its previous owner between our open and our lock; then we
   // hold a lock on a file nobody else can find, so check that the path still names it, and
   // retry if not.
   for (;;) {
     fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0)
-      throw OutputConflict("output " + out_path + ": cannot create its lock file " + lock_path_ + ": " +
-                           std::strerror(errno));
+    opened = fd_ >= 0;
+    if (fd_ < 0) return errno;
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       const int err = errno;
-      const std::string owner = err == EWOULDBLOCK ? read_owner(fd_) : "";
       ::close(fd_);
       fd_ = -1;
-      if (err == EWOULDBLOCK)
-        throw OutputConflict("output " + out_path + " is being written by another run (process " + owner +
-                             "; lock " + lock_path_ + "); wait for it to end, or give this run another --out");
-      throw OutputConflict("output " + out_path + ": cannot lock " + lock_path_ + ": " + std::strerror(err));
+      return err;
     }
     struct stat held {}, named {};
     if (::fstat(fd_, &held) == 0 && ::stat(lock_path_.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
         held.st_ino == named.st_ino)
       break;
     ::close(fd_);
+    fd_ = -1;
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())) {
     // The PID is only for the message of a refused run; the lock itself holds.
   }
+  return 0;
+}
+
+OutputLock::OutputLock(const std::string& out_path) : out_path_(out_path), lock_path_(lock_path_for(out_path)) {
+  // Another run that clears a dead run's temporary files (stale_temp_files.hpp) holds the lock
+  // of that run's output for the moment it takes to remove them: wait that long before refusing.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+  int err = 0;
+  bool opened = false;
+  while ((err = try_acquire(opened)) == EWOULDBLOCK && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (err == 0) return;
+  if (err == EWOULDBLOCK) {
+    std::string owner = "unknown";
+    if (const int fd = ::open(lock_path_.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+      owner = read_owner(fd);
+      ::close(fd);
+    }
+    throw OutputConflict("output " + out_path + " is being written by another run (process " + owner + "; lock " +
+                         lock_path_ + "); wait for it to end, or give this run another --out");
+  }
+  if (opened)
+    throw OutputConflict("output " + out_path + ": cannot lock " + lock_path_ + ": " + std::strerror(err));
+  throw OutputConflict("output " + out_path + ": cannot create its lock file " + lock_path_ + ": " + std::strerror(err));
+}
+
+OutputLock::OutputLock(const std::string& out_path, std::try_to_lock_t)
+    : out_path_(out_path), lock_path_(lock_path_for(out_path)) {
+  bool opened = false;
+  try_acquire(opened);
 }
 
 OutputLock::~OutputLock() {

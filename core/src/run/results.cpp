@@ -1,6 +1,7 @@
 #include "diffusion/run/results.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,6 +24,16 @@ void check_output_path(const std::string& out_path) {
   if (::access(dir.c_str(), W_OK) != 0)
     throw Error("output " + out_path + ": folder " + dir.string() + " is not writable");
   if (fs::is_directory(out)) throw Error("output " + out_path + " is a folder, expected a file path");
+}
+
+std::string explain_file_size_limit(const std::string& error) {
+  const std::string too_large = std::strerror(EFBIG);
+  if (error.find(too_large) == std::string::npos || error.find("file size limit") != std::string::npos) return error;
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
+    return error + " (over this process's file size limit of " + std::to_string(limit.rlim_cur) +
+           " bytes: `ulimit -f` is " + std::to_string(limit.rlim_cur / 1024) + "; raise it)";
+  return error + " (larger than the file system allows for one file)";
 }
 
 ResultsWriter::ResultsWriter(const std::string& out_path) : out_path_(out_path) {
@@ -58,7 +69,7 @@ void ResultsWriter::finish(const std::string& status) {
     // in-memory file open, so the caller can still record the failure or abandon it.
     h5_save_image(file_, temp_path_);
   } catch (const Error& e) {
-    throw Error("output " + out_path_ + ": " + e.what());
+    throw Error("output " + out_path_ + ": " + explain_file_size_limit(e.what()));
   }
   close_handles();
   if (std::rename(temp_path_.c_str(), out_path_.c_str()) != 0) {

@@ -8,8 +8,10 @@
 
 #include "diffusion/io/hdf5_io.hpp"
 #include "diffusion/run/checkpoint.hpp"
+#include "diffusion/run/memory_estimate.hpp"
 #include "diffusion/run/output_lock.hpp"
 #include "diffusion/run/stages.hpp"
+#include "diffusion/run/stale_temp_files.hpp"
 
 namespace diffusion {
 namespace {
@@ -56,6 +58,7 @@ std::string record_failure(RunContext& run, std::string error) {
   // An HDF5 error names the temporary file; say which output it was to become.
   if (error.find(run.out.temp_path()) != std::string::npos && error.rfind("output ", 0) != 0)
     error = "output " + out + ": " + error;
+  error = explain_file_size_limit(error);  // a checkpoint write past `ulimit -f` says so
   try {
     write_attribute(run.root(), "error", error);
     write_attribute(run.root(), "steps_completed", run.steps_done);
@@ -87,6 +90,10 @@ RunResult run_experiment(Experiment& ex, const RunOptions& opt) {
   for (const ModelSlot& slot : ex.models.slots()) inputs.push_back({"models." + slot.name + ".init", slot.init});
   check_output_is_no_input(opt.out_path, inputs);
   check_resume(ex, opt);
+  check_memory(ex, opt.max_memory, opt.log);  // a run that cannot fit is refused, not killed at 24 GB
+  // Temporary files of runs that were killed (SIGKILL leaves them), before this run makes its own.
+  for (const std::string& stale : remove_stale_temp_files(owner, checkpoint_dir_of(opt)))
+    if (opt.log) *opt.log << "removed " << stale << ", left by a run that was killed\n";
   RunResult result;
   result.out_path = opt.out_path;
   ResultsWriter out(opt.out_path);

@@ -1,6 +1,7 @@
 // Stage 3: sampling. Each sampler runs on the EMA weights (use_ema) or the model, through a
-// denoiser that counts network evaluations and honours a stop request within one of them; its
-// samples and trajectory are decoded into data coordinates before they are written.
+// denoiser that counts network evaluations and honours a stop request within one of them, and
+// through the sampler's guidance when it has one; its samples and trajectory are decoded into
+// data coordinates before they are written, with the class each sample was asked for.
 #include <chrono>
 
 #include "diffusion/io/hdf5_io.hpp"
@@ -54,24 +55,54 @@ Rng repeat_stream(const Rng& master, const std::string& name, std::size_t r) {
   return r == 0 ? master.split("sampler:" + name) : master.split("sampler:" + name + ":" + std::to_string(r));
 }
 
+/// The classes the samples are asked for (the sampler's `labels:`): as the data set draws them,
+/// from a stream of their own (`data`); every class equally often (`balanced`); or one class.
+Condition requested_labels(const Experiment& ex, const SamplerSpec& spec, Rng& rng) {
+  Condition c;
+  if (spec.labels == SamplerSpec::kLabelsFromData) {
+    Rng labels = rng.split("condition");
+    ex.dataset->sample(spec.n, labels, &c);
+    return c;
+  }
+  const int classes = ex.dataset->num_classes();
+  std::vector<int> labels(spec.n, spec.labels);
+  if (spec.labels == SamplerSpec::kLabelsBalanced)
+    for (std::size_t i = 0; i < spec.n; ++i) labels[i] = static_cast<int>(i % static_cast<std::size_t>(classes));
+  c.set_labels(std::move(labels));
+  return c;
+}
+
 }  // namespace
 
 SampleOutput run_sampler(const Experiment& ex, const SamplerSpec& spec, const Denoiser& model, Rng& rng,
                          Trajectory* trajectory) {
   SampleRequest request;
   request.shape = batch_shape(spec.n, ex.codec->encoded_shape(ex.dataset->sample_shape()));
-  if (ex.network().class_conditional() && ex.dataset->num_classes() > 0) {
-    // The classes of the samples, as the data set draws them, from a stream of their own.
-    Rng labels = rng.split("condition");
-    ex.dataset->sample(spec.n, labels, &request.condition);
-  }
+  if ((ex.network().class_conditional() || spec.labels_given) && ex.dataset->num_classes() > 0)
+    request.condition = requested_labels(ex, spec, rng);
   request.source = ex.source.get();
   request.models = &ex.models;
   request.trajectory = trajectory;
-  SampleOutput out = spec.sampler->sample(model, request, rng);
+  // The guided model (classifier-free or classifier guidance) wraps the sampled one, so the
+  // sampler runs unchanged and `model` still counts the sampled network's evaluations.
+  std::shared_ptr<const Denoiser> guided;
+  if (spec.guidance) {
+    const std::shared_ptr<const Denoiser> borrowed(std::shared_ptr<const Denoiser>(), &model);  // owns nothing
+    guided = spec.guidance->guide(borrowed, ex.models);
+  }
+  SampleOutput out = spec.sampler->sample(guided ? *guided : model, request, rng);
   if (shape_of(out.x) != request.shape)
     throw Error("sampler " + spec.name + ": returned samples of shape " + shape_str(out.x) + ", expected " +
                 shape_str(request.shape));
+  if (guided)
+    for (const auto& [slot, nfe] : spec.guidance->nfe(*guided)) out.nfe[slot] += nfe;
+  if (request.condition.has_labels()) {
+    // The class each sample was asked for, for conditional metrics and plots.
+    const std::vector<int>& labels = request.condition.labels();
+    Tensor l = Tensor::from_shape({labels.size()});
+    for (std::size_t i = 0; i < labels.size(); ++i) l(i) = static_cast<float>(labels[i]);
+    out.add_extra("labels", std::move(l));
+  }
   return out;
 }
 
@@ -104,6 +135,8 @@ void draw_samples(RunContext& run) {
         write_attribute(g, "trajectory_times", traj.times);
       }
       for (const auto& [name, value] : out.extras) write_tensor(g, name, value);
+      if (s.guidance)
+        for (const auto& [name, value] : s.guidance->attributes()) write_attribute(g, name, value);
       write_attribute(g, "nfe", static_cast<std::int64_t>(model.nfe()));
       for (const auto& [slot, nfe] : out.nfe) write_attribute(g, "nfe_" + slot, static_cast<std::int64_t>(nfe));
       write_attribute(g, "seconds", secs);

@@ -37,6 +37,7 @@ TrainLoop::TrainLoop(Experiment& ex, const Rng& master)
       data_rng_(master.split("data")),
       train_rng_(master.split("train")),
       plan_root_(master.split("plan")),
+      dropout_root_(master.split("label_dropout")),
       ema_(make_ema(ex)),
       params_(ex.network().trainable_parameters()),
       sharded_(params_, static_cast<std::size_t>(ex.train.shards)),
@@ -113,12 +114,25 @@ void TrainLoop::next_batch(Tensor& x0, Condition& c) {
   c = block_c_.empty() ? Condition() : block_c_.slice(i * batch, (i + 1) * batch);
 }
 
+void TrainLoop::drop_labels(Condition& c) const {
+  // Ho & Salimans 2022, Algorithm 1: c <- null with probability p_uncond. The stream is a
+  // function of the seed and the step, so a resumed run drops the same rows.
+  Rng rng = dropout_root_.split(static_cast<std::uint64_t>(step_));
+  std::vector<std::uint8_t> mask(c.rows());
+  for (std::size_t i = 0; i < mask.size(); ++i) {
+    const bool kept_null = c.is_null(i);  // a row the loss's prepare_batch dropped stays dropped
+    mask[i] = rng.uniform_double() < ex_.train.label_dropout || kept_null ? 1 : 0;
+  }
+  c.set_null_mask(std::move(mask));
+}
+
 double TrainLoop::step() {
   const TrainSettings& ts = ex_.train;
   ex_.optimizer->set_lr(ts.schedule.lr_at(step_));
   Condition c;
   Tensor x0;
   next_batch(x0, c);
+  if (conditional_ && ts.label_dropout > 0) drop_labels(c);
   ctx_.step = step_;
   Network& net = ex_.network();
   const double loss = sharded_.run(x0, c, train_rng_, [&](const Tensor& x, const Condition& cs, Rng& r, std::size_t s) {

@@ -45,6 +45,9 @@ void train_model(RunContext& run) {
     loop.restore(run.options.resume_from);
     // Files newer than the one resumed from failed validation or belong to another future.
     remove_checkpoints(run.checkpoint_dir, loop.steps_done());
+    // Checkpoints a fresh run set aside and was killed before deleting: the one resumed from
+    // supersedes them.
+    discard_set_aside_checkpoints(run.checkpoint_dir);
     run.result.resumed_from_step = loop.steps_done();
     run.result.checkpoint = run.options.resume_from;
     if (log) *log << "resumed from " << run.options.resume_from << " at step " << loop.steps_done() << "\n";
@@ -82,7 +85,8 @@ void train_model(RunContext& run) {
     if (run.stop_requested()) break;
   }
   run.steps_done = loop.steps_done();
-  run.result.final_loss = loop.log().final_loss();
+  // A run that trained no step (train.steps 0 with init:) has no loss to report, not a loss of 0.
+  if (loop.steps_done() > 0) run.result.final_loss = loop.log().final_loss();
   if (run.stop_requested()) {
     checkpoint();
     save_models(ex, run.root());

@@ -32,6 +32,11 @@ H5::Group h5_open_group(const H5::Group& parent, const std::string& path);
 /// Names of the datasets directly inside g, in HDF5's (alphabetical) link order.
 std::vector<std::string> h5_dataset_names(const H5::Group& g);
 
+/// The path ("/model/net.layers.0.weight") of the first floating-point dataset under g, in
+/// depth-first link order, that holds a NaN or an infinity; "" if none. Reads every such dataset
+/// in full.
+std::string h5_first_nonfinite(const H5::Group& g);
+
 /// Write t as a float32 dataset `name` (any rank, 0-d as a scalar dataset). An existing dataset
 /// of that name is replaced (overwritten in place when its shape matches).
 void write_tensor(const H5::Group& g, const std::string& name, const Tensor& t);

@@ -39,9 +39,30 @@ class Metric {
   /// samples (N, ...) and reference (M, ...) in data coordinates. A metric of the model is
   /// never asked this.
   virtual double compute(const Tensor& samples, const Tensor& reference, Rng& rng) const;
+  /// Refuses, with an Error that says why and what to use instead, sizes this metric cannot
+  /// take or cannot finish: `samples` points compared with `reference` points of `dim`
+  /// coordinates each. The run calls it for every comparison it will make when the experiment
+  /// is composed, so such a size fails before training, not after. Default: any size.
+  virtual void check_sizes(std::size_t /*samples*/, std::size_t /*reference*/, std::size_t /*dim*/) const {}
+  /// The working memory (bytes) compute() needs beyond its inputs at these sizes, for the
+  /// run's memory estimate. Default: both sets widened to double, twice over.
+  virtual std::size_t memory_bytes(std::size_t samples, std::size_t reference, std::size_t dim) const {
+    return 2 * (samples + reference) * dim * sizeof(double);
+  }
 
   /// True for a metric of the model (evaluate_model) rather than of samples (compute).
   virtual bool of_model() const { return false; }
+  /// True for a metric of class-conditional samples (compute_labelled): it reads the class each
+  /// sample was asked for and the class of each reference row (the fraction of samples in the
+  /// requested class, W2 per class).
+  virtual bool needs_labels() const { return false; }
+  /// samples (N, ...) with the label each was asked for, reference (M, ...) with the label each
+  /// was drawn with, in data coordinates; only called when needs_labels().
+  virtual MetricValue compute_labelled(const Tensor& /*samples*/, const std::vector<int>& /*sample_labels*/,
+                                       const Tensor& /*reference*/, const std::vector<int>& /*reference_labels*/,
+                                       Rng& /*rng*/) const {
+    throw Error("this metric does not read class labels");
+  }
   /// The metric of the model; only called when of_model().
   virtual MetricValue evaluate_model(const ModelEvaluation& eval, Rng& rng) const;
   /// What a perfect model scores on this data set (the floor /metrics/data/<name>, e.g. the true

@@ -17,6 +17,8 @@ using MetricRegistry = Registry<Metric, const BuildContext&>;
 using TimeGridRegistry = Registry<TimeGrid, const BuildContext&>;
 using PreconditioningRegistry = Registry<const Preconditioning, const BuildContext&>;
 using CodecRegistry = Registry<Codec, const BuildContext&>;
+using GuidanceRegistry = Registry<Guidance, const BuildContext&>;
+using PotentialRegistry = Registry<Potential, const BuildContext&>;
 
 /// All registries together; plugins receive this in their registration entry point. The
 /// experiment file's key for each: dataset (and source), network (and models.<slot>.network),
@@ -31,6 +33,8 @@ struct Registries {
   TimeGridRegistry time_grids{"time grid"};
   PreconditioningRegistry preconditionings{"preconditioning"};
   CodecRegistry codecs{"codec"};
+  GuidanceRegistry guidances{"guidance"};  ///< a sampler's `guidance:`
+  PotentialRegistry potentials{"potential"};  ///< an smc sampler's `potential:`
 
   /// Remove everything a plugin registered (when its registration fails halfway).
   void remove_origin(const std::string& origin);

@@ -14,8 +14,11 @@
 //   /train/bin_sum, /train/bin_count            the current window's loss-by-time sums
 //
 // Files are written to a temporary name in the same folder, fsync'ed and renamed, so a crash
-// never leaves a half-written file under a step_<k>.h5 name; a file truncated afterwards (disk
-// full, copy interrupted) fails validation and is skipped in favour of an older one.
+// never leaves a half-written file under a step_<k>.h5 name. Each is sealed (file_seal.hpp: a
+// CRC-32 of the whole file in its user block) and read only through h5_open_verified, so a file
+// damaged afterwards (a flipped bit anywhere, a truncation by a full disk or an interrupted
+// copy) fails validation, as one with non-finite weights does, and is skipped in favour of an
+// older one.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -48,6 +51,9 @@ struct ConfigDifference {
 };
 /// Keys whose values differ (numbers compare by value: 1e-3 equals 0.001), sorted by key.
 std::vector<ConfigDifference> config_differences(const Config& before, const Config& after);
+/// The same for the values below two nodes (of two configs, possibly at different paths), each
+/// key named by its path below `after`.
+std::vector<ConfigDifference> config_differences(const ConfigNode& before, const ConfigNode& after);
 /// "train.steps (3000 -> 4000), seed (0 -> 1)".
 std::string describe(const std::vector<ConfigDifference>& diffs);
 
@@ -65,12 +71,15 @@ struct CheckpointInfo {
   std::uint64_t config_hash = 0;
 };
 
-/// The newest checkpoint in `dir` that opens, carries complete=1 and whose every dataset reads
-/// back; each file skipped on the way is described in *skipped ("path: reason"). nullopt if none.
+/// The newest checkpoint in `dir` whose seal matches its bytes, that carries complete=1, whose
+/// every dataset reads back and whose weights and optimiser state are finite; each file skipped
+/// on the way is described in *skipped ("path: reason", "path: corrupt: ..." for a broken seal).
+/// nullopt if none.
 std::optional<CheckpointInfo> find_latest_checkpoint(const std::string& dir,
                                                      std::vector<std::string>* skipped = nullptr);
 
-/// Step and config of one checkpoint file (checks the complete=1 marker, not the weights).
+/// Step and config of one checkpoint file, validated as find_latest_checkpoint does; Error
+/// "checkpoint <path>: <reason>" if it fails.
 CheckpointInfo read_checkpoint_info(const std::string& path);
 
 /// The training loop's own state (the weights and optimiser are passed separately).
@@ -87,7 +96,8 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
                              const EMA* ema, const Optimizer& optimizer, const Config& config, int keep);
 
 /// Restore a checkpoint into state, the models (as write_checkpoint saved them), ema (may be
-/// null) and optimizer. Throws Error naming the file on any mismatch.
+/// null) and optimizer, after validating it as find_latest_checkpoint does. Throws Error naming
+/// the file on any mismatch.
 CheckpointInfo read_checkpoint(const std::string& path, TrainingState& state, Models& models, EMA* ema,
                                Optimizer& optimizer);
 

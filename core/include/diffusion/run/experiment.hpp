@@ -23,6 +23,12 @@ struct SamplerSpec {
   std::size_t trajectory = 0;        ///< frames of the trajectory to keep (0: none)
   bool use_ema = true;               ///< sample with the EMA weights when there are some
   std::size_t repeats = 1;           ///< independent runs of the sampler; metrics are their mean and spread
+  std::shared_ptr<Guidance> guidance;  ///< `guidance:` (classifier-free, classifier); null: none
+  /// `labels:` the classes the samples are asked for: kLabelsFromData (`data`, the default: as
+  /// the data set draws them), kLabelsBalanced (`balanced`: row i gets class i mod K), or one class.
+  static constexpr int kLabelsFromData = -1, kLabelsBalanced = -2;
+  int labels = kLabelsFromData;
+  bool labels_given = false;         ///< `labels:` or `guidance:` set: draw labels even for an unconditional network
 };
 
 /// One entry of `metrics:`.
@@ -48,6 +54,9 @@ struct TrainSettings {
   std::int64_t checkpoint_every = 1000;
   std::int64_t keep_checkpoints = 2;  ///< how many of the newest checkpoints to keep (>= 1)
   std::vector<std::string> freeze;    ///< modules or parameters of the model that are not trained
+  /// Probability that a row's label is dropped (the null label) in training: classifier-free
+  /// guidance's joint conditional/unconditional model (Ho & Salimans 2022, Algorithm 1, p_uncond).
+  double label_dropout = 0.0;
   LrSchedule schedule;
 };
 
@@ -94,6 +103,11 @@ struct Experiment {
 
 /// Build every component named by the config (plugins must be loaded already) and check the
 /// whole document, unknown keys included. Throws ConfigError on any bad input.
-Experiment compose_experiment(const Config& config, Registries& regs = registries());
+struct ComposeOptions {
+  /// Load an `init:` file trained with another architecture (runexp --force; see
+  /// init_architecture.hpp), refused by default.
+  bool allow_architecture_change = false;
+};
+Experiment compose_experiment(const Config& config, Registries& regs = registries(), const ComposeOptions& options = {});
 
 }  // namespace diffusion

@@ -2,7 +2,9 @@
 // The results file of one run (layout in docs/results-format.md). It is built in memory (h5_memory_file.hpp),
 // written to a temporary file in the output's folder and renamed into place only when the run
 // ends, so the output path never holds a half-written file, a file whose status says "complete"
-// is complete, and a full disk is an error message rather than a crash.
+// is complete, and a full disk (or `ulimit -f`) is an error message rather than a crash. A run
+// killed before the rename leaves the temporary file; the next run in the folder removes it
+// (stale_temp_files.hpp).
 #include <cstdint>
 #include <string>
 
@@ -19,6 +21,12 @@ constexpr const char* kResultsVersion = "2";
 /// Error "output <path>: folder <dir> does not exist" (is not writable, ...). Run before
 /// training, so a run cannot fail on its output after hours of work.
 void check_output_path(const std::string& out_path);
+
+/// `error` with the file size limit spelt out when it reports a write that failed with EFBIG
+/// ("File too large"): the process's RLIMIT_FSIZE (`ulimit -f`; runexp ignores SIGXFSZ, so a
+/// write past the limit fails like one on a full disk instead of killing the run), or else the
+/// largest file the file system holds. Other errors are returned as they are.
+std::string explain_file_size_limit(const std::string& error);
 
 class ResultsWriter {
  public:

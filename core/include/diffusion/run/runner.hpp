@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "diffusion/run/experiment.hpp"
@@ -25,11 +26,14 @@ struct RunOptions {
   /// sampling, network evaluation) finishes, a checkpoint is written and the results file gets
   /// status=interrupted (no samples, no metrics).
   const volatile std::sig_atomic_t* stop = nullptr;
+  /// Refuse, before anything is written, a run whose memory estimate (memory_estimate.hpp)
+  /// exceeds this many bytes; 0: what the machine has available (--max-memory).
+  std::uint64_t max_memory = 0;
 };
 
 struct RunResult {
   std::string out_path;
-  double final_loss = 0.0;
+  std::optional<double> final_loss;  ///< the last logged window's mean loss; none if no step was trained
   std::map<std::string, std::map<std::string, double>> metrics;  ///< [sampler][metric] (mean over repeats)
   std::map<std::string, double> floor;  ///< [metric]: fresh data's score, the mean over the floor's draws
   std::map<std::string, double> model_metrics;  ///< [metric]: metrics of the model itself (nll)

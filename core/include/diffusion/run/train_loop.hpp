@@ -25,7 +25,7 @@ class TrainLoop {
   void restore(const std::string& checkpoint_path);
 
   /// One update: the learning rate of this step, a batch drawn and encoded (and prepared by the
-  /// loss, once per plan block: loss.hpp), the loss and its gradients (sharded), clipping, the
+  /// loss, once per plan block: loss.hpp), its labels dropped with train.label_dropout, the loss and its gradients (sharded), clipping, the
   /// optimiser, the EMA, the loss's after_step and the log.
   /// Returns the batch's loss; Error (and no update) when it is not finite.
   double step();
@@ -42,9 +42,12 @@ class TrainLoop {
   /// The batch of this step: drawn from data_rng_ (one batch per plan) or taken from the plan
   /// block's rows (several), after the loss's prepare_batch.
   void next_batch(Tensor& x0, Condition& c);
+  /// Classifier-free guidance's label dropout (train.label_dropout): the null mask of the batch.
+  void drop_labels(Condition& c) const;
 
   Rng data_rng_, train_rng_;
   Rng plan_root_;  // block b's prepare_batch stream (and its data, k > 1): plan_root_.split(b)
+  Rng dropout_root_;  // step k's label dropout: dropout_root_.split(k)
   std::unique_ptr<EMA> ema_;
   std::vector<Var> params_;
   ShardedStep sharded_;
