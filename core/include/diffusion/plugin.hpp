@@ -32,7 +32,9 @@ namespace diffusion {
 //    sample outputs with extras.
 // 4: metrics of the model (Metric::of_model, evaluate_model), Codec::log_det_encode,
 //    Dataset::log_density, the core's integrators.
-constexpr int kPluginAbiVersion = 4;
+// 5: the potentials and guidances registries, Metric::check_sizes / memory_bytes /
+//    needs_labels / compute_labelled, the image ops and layers.
+constexpr int kPluginAbiVersion = 5;
 
 /// What the loader hands a plugin's registration entry point.
 struct PluginHost {
