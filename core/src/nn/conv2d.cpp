@@ -22,26 +22,7 @@ Conv2d::Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t ke
   const Shape ws{out_, in_ / options_.groups, kernel_, kernel_}, bs{out_};
   // Fans as PyTorch counts them for convolutions: receptive field times channels.
   const double fan_in = double(in_ / options_.groups * taps), fan_out = double(out_ * taps);
-  Tensor w, b = zeros(bs);
-  switch (init) {
-    case Init::torch_default: {  // kaiming_uniform(a = sqrt(5)): bound 1 / sqrt(fan_in)
-      const float bound = static_cast<float>(1.0 / std::sqrt(fan_in));
-      w = rng.uniform(ws, -bound, bound);
-      if (bias) b = rng.uniform(bs, -bound, bound);
-      break;
-    }
-    case Init::xavier_uniform: {
-      const float a = static_cast<float>(std::sqrt(6.0 / (fan_in + fan_out)));
-      w = rng.uniform(ws, -a, a);
-      break;
-    }
-    case Init::kaiming_normal:
-      w = rng.normal(ws, 0.0f, static_cast<float>(std::sqrt(2.0 / fan_in)));
-      break;
-    case Init::zeros:
-      w = zeros(ws);
-      break;
-  }
+  auto [w, b] = initial_parameters(init, ws, bs, fan_in, fan_out, bias, rng);
   weight_ = register_parameter("weight", Var(std::move(w)));
   if (bias) bias_ = register_parameter("bias", Var(std::move(b)));
 }

@@ -24,13 +24,8 @@ std::string to_string(Init init) {
   return "?";
 }
 
-Linear::Linear(std::size_t in_features, std::size_t out_features, bool bias, Rng& rng, Init init)
-    : in_(in_features), out_(out_features) {
-  if (in_ == 0 || out_ == 0)
-    throw Error("Linear: features must be positive, got in=" + std::to_string(in_) +
-                ", out=" + std::to_string(out_));
-  const Shape ws{out_, in_}, bs{out_};
-  const double fan_in = static_cast<double>(in_), fan_out = static_cast<double>(out_);
+std::pair<Tensor, Tensor> initial_parameters(Init init, const Shape& ws, const Shape& bs, double fan_in,
+                                             double fan_out, bool bias, Rng& rng) {
   Tensor w, b = zeros(bs);
   switch (init) {
     case Init::torch_default: {
@@ -53,6 +48,17 @@ Linear::Linear(std::size_t in_features, std::size_t out_features, bool bias, Rng
       w = zeros(ws);
       break;
   }
+  return {std::move(w), std::move(b)};
+}
+
+Linear::Linear(std::size_t in_features, std::size_t out_features, bool bias, Rng& rng, Init init)
+    : in_(in_features), out_(out_features) {
+  if (in_ == 0 || out_ == 0)
+    throw Error("Linear: features must be positive, got in=" + std::to_string(in_) +
+                ", out=" + std::to_string(out_));
+  const Shape ws{out_, in_}, bs{out_};
+  const double fan_in = static_cast<double>(in_), fan_out = static_cast<double>(out_);
+  auto [w, b] = initial_parameters(init, ws, bs, fan_in, fan_out, bias, rng);
   weight_ = register_parameter("weight", Var(std::move(w)));
   if (bias) bias_ = register_parameter("bias", Var(std::move(b)));
 }

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "diffusion/autodiff/autodiff.hpp"
@@ -27,6 +28,11 @@ enum class Init {
 Init parse_init(const std::string& name);
 /// The canonical name of an Init (parse_init's first spelling).
 std::string to_string(Init init);
+/// A layer's initial weight (shape ws) and bias (shape bs; zeros unless `bias`) as PyTorch draws
+/// them for `init`, with the layer's fans (Linear: features; Conv2d: channels times kernel taps).
+/// The weight is drawn first, then the bias.
+std::pair<Tensor, Tensor> initial_parameters(Init init, const Shape& ws, const Shape& bs, double fan_in,
+                                             double fan_out, bool bias, Rng& rng);
 
 // ---- Linear ----
 
