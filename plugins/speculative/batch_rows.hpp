@@ -5,9 +5,13 @@
 #include <cstddef>
 #include <vector>
 
+#include <diffusion/tensor/memory_pool.hpp>
 #include <diffusion/tensor/tensor.hpp>
 
 namespace diffusion::speculative {
+
+/// Row indices, pooled: a warm round of sampling makes no heap allocation.
+using RowIndex = std::vector<std::size_t, PoolAllocator<std::size_t>>;
 
 /// Values per row of a batch (N, ...).
 inline std::size_t row_size(const Tensor& t) { return t.shape()[0] ? t.size() / t.shape()[0] : 0; }
@@ -20,7 +24,7 @@ inline Tensor rows_like(const Tensor& like, std::size_t n) {
 }
 
 /// The rows `index` of src, in order, as a new batch.
-inline Tensor gather_rows(const Tensor& src, const std::vector<std::size_t>& index) {
+inline Tensor gather_rows(const Tensor& src, const RowIndex& index) {
   Tensor out = rows_like(src, index.size());
   const std::size_t per = row_size(src);
   for (std::size_t r = 0; r < index.size(); ++r)

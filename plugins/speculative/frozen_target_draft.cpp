@@ -2,9 +2,11 @@
 // whole draft window the target's last prediction stands in for the ones it has not made yet.
 // With `freeze: x0` the denoised estimate x0_hat is kept and the noise estimate follows from the
 // path at each drafted state y and time t, eps = (y - alpha_t x0_hat) / sigma_t; with
-// `freeze: eps` eps_hat is kept and x0 = (y - sigma_t eps_hat) / alpha_t. Either way the draft
-// kernel is exactly the target's kernel at the state the prediction was made at, and drifts from
-// it only as the prediction would have changed along the window.
+// `freeze: eps` eps_hat is kept and x0 = (y - sigma_t eps_hat) / alpha_t. The sampler hands it
+// the prediction the target made at the chain's state one step before the window: the draft
+// kernel differs from the target's only by how much that prediction would have changed since.
+// Which one changes less depends on the noise level: on moons (experiments/speculative_moons.yaml)
+// x0_hat is nearly constant at high noise and eps_hat at the last few steps.
 #include "draft.hpp"
 
 namespace diffusion::speculative {

@@ -30,6 +30,7 @@
 // accepted over verified proposals (NaN where none was verified), `proposals` (S) their count,
 // `acceptance_mean` over every stochastic step; `wall_seconds` the sampler's own time.
 //
+// The chains move at different paces, so a trajectory holds only the starting draw and the result.
 // Options: `lookahead` (L, default 4), `draft` (default {type: frozen_target, freeze: x0}),
 // `kernel` (ancestral {variance: posterior | beta} or euler_maruyama; default ancestral),
 // `steps`, `spacing`, `timesteps` (default: every step of a discrete path), `prior`.
@@ -52,7 +53,7 @@ namespace {
 /// The batch's chains: each row's state, the step it is at, and the target's last prediction.
 struct Chains {
   Tensor x;
-  std::vector<std::size_t> step;
+  RowIndex step;
   Prediction last;  ///< only for drafts that read it
 };
 
@@ -67,12 +68,17 @@ struct Counts {
 /// per window position j the drafted state y~_{n+j} (j = 0..max length) and the draft's mean of
 /// step n + j (j < max length); a row past its own window holds nothing meaningful.
 struct Window {
-  std::vector<std::size_t> chain, length;
-  std::vector<Tensor> state, draft_mean;
+  RowIndex chain, length;
+  std::vector<Tensor, PoolAllocator<Tensor>> state, draft_mean;
 };
 
-Prediction gather_prediction(const Prediction& p, const std::vector<std::size_t>& rows) {
+Prediction gather_prediction(const Prediction& p, const RowIndex& rows) {
   return {gather_rows(p.x0, rows), gather_rows(p.eps, rows)};
+}
+
+/// The condition's rows for a batch gathered from the chains `rows` (empty stays empty).
+Condition condition_rows(const Condition& c, const RowIndex& rows) {
+  return c.empty() ? Condition{} : c.select(std::vector<std::size_t>(rows.begin(), rows.end()));
 }
 
 class SpeculativeSampler : public Sampler {
@@ -100,7 +106,7 @@ class SpeculativeSampler : public Sampler {
     const std::size_t n = req.shape[0];
     req.condition.check_rows(n, "speculative");
 
-    Chains ch{req.source_or_default().start(path, req.shape, rng, prior_), std::vector<std::size_t>(n, 0), {}};
+    Chains ch{req.source_or_default().start(path, req.shape, rng, prior_), RowIndex(n, 0), {}};
     if (req.trajectory) req.trajectory->record(ch.x, grid[0], 0, steps);
     Counts counts{std::vector<double>(steps, 0.0), std::vector<double>(steps, 0.0), std::vector<double>(n, 0.0)};
     if (draft_->needs_last_target_prediction()) target_first_step(target, req, kernel, grid, rng, ch, counts);
@@ -147,7 +153,7 @@ class SpeculativeSampler : public Sampler {
     Prediction q;
     for (std::size_t j = 0; j < longest; ++j) {
       // The chains whose window reaches position j (all of them but near the grid's end).
-      std::vector<std::size_t> rows, chains;
+      RowIndex rows, chains;
       for (std::size_t a = 0; a < na; ++a)
         if (w.length[a] > j) rows.push_back(a), chains.push_back(w.chain[a]);
       const bool all = rows.size() == na;
@@ -160,7 +166,7 @@ class SpeculativeSampler : public Sampler {
       const Tensor& y = all ? w.state[j] : y_rows;
       Times t(rows.size());
       for (std::size_t r = 0; r < rows.size(); ++r) t[r] = grid[ch.step[chains[r]] + j];
-      const Condition c = req.condition.empty() ? Condition{} : req.condition.select(chains);
+      const Condition c = condition_rows(req.condition, chains);
       draft_->predict(target, req, y, t, c, all ? last : last_rows, q);
       if (draft_->evaluates_network()) ++counts.draft_calls;
       const Tensor z = rng.normal(shape_of(y));
@@ -184,12 +190,12 @@ class SpeculativeSampler : public Sampler {
   void verify_window(const Denoiser& target, const SampleRequest& req, const std::vector<GaussianStep>& kernel,
                      const std::vector<double>& grid, const Window& w, Rng& rng, Chains& ch, Counts& counts) const {
     const std::size_t na = w.chain.size(), per = row_size(ch.x);
-    std::vector<std::size_t> first(na + 1, 0);
+    RowIndex first(na + 1, 0);
     for (std::size_t a = 0; a < na; ++a) first[a + 1] = first[a] + w.length[a];
     const std::size_t total = first[na];
     Tensor y = rows_like(ch.x, total);
     Times t(total);
-    std::vector<std::size_t> chain_of(total);
+    RowIndex chain_of(total);
     for (std::size_t a = 0; a < na; ++a)
       for (std::size_t j = 0; j < w.length[a]; ++j) {
         copy_row(w.state[j], a, y, first[a] + j);
@@ -197,12 +203,12 @@ class SpeculativeSampler : public Sampler {
         chain_of[first[a] + j] = w.chain[a];
       }
     Prediction p;
-    target.predict(y, t, req.condition.empty() ? Condition{} : req.condition.select(chain_of), p);
+    target.predict(y, t, condition_rows(req.condition, chain_of), p);
     ++counts.target_calls, counts.target_rows += total;
 
     const bool keeps_last = draft_->needs_last_target_prediction();
-    std::vector<double> m_p(per);
-    std::vector<float> out(per);
+    std::vector<double, PoolAllocator<double>> m_p(per);
+    std::vector<float, PoolAllocator<float>> out(per);
     for (std::size_t a = 0; a < na; ++a) {
       const std::size_t i = w.chain[a], n0 = ch.step[i];
       ++counts.target_nfe[i];
