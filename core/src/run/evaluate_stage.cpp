@@ -29,6 +29,11 @@ Tensor first_rows(const Tensor& t, std::size_t n) {
   return r;
 }
 
+/// The first n of a sample's or the reference's labels (as first_rows takes their rows).
+std::vector<int> first_labels(const std::vector<int>& labels, std::size_t n) {
+  return std::vector<int>(labels.begin(), labels.begin() + static_cast<std::ptrdiff_t>(std::min(n, labels.size())));
+}
+
 double mean_of(const std::vector<double>& values) {
   double mean = 0;
   for (const double v : values) mean += v / double(values.size());
@@ -139,12 +144,22 @@ void evaluate_sample_metrics(RunContext& run) {
     for (const MetricSpec& m : ex.metrics) {
       if (m.metric->of_model()) continue;
       std::vector<double> values;
+      MetricValue first;  // a labelled metric's figures (per class) of repeat 0
       for (std::size_t r = 0; r < run.samples[s.name].size(); ++r) {
         if (run.stop_requested()) throw RunInterrupted{};
         Rng rng = metric_stream(run.master, s.name, m.name, r);
-        values.push_back(m.metric->compute(first_rows(run.samples[s.name][r], n), ref, rng));
+        const Tensor x = first_rows(run.samples[s.name][r], n);
+        if (!m.metric->needs_labels()) {
+          values.push_back(m.metric->compute(x, ref, rng));
+          continue;
+        }
+        const MetricValue v = m.metric->compute_labelled(x, first_labels(run.sample_labels[s.name].at(r), n), ref,
+                                                         first_labels(run.reference_labels, n), rng);
+        values.push_back(v.value);
+        if (r == 0) first = v;
       }
       run.result.metrics[s.name][m.name] = write_metric(root, s.name, m.name, values);
+      write_figures(root, s.name, m.name, first);
     }
   }
   // The floor, at the comparison size of the largest sampler (or the whole reference).
@@ -156,15 +171,35 @@ void evaluate_sample_metrics(RunContext& run) {
       Rng rng = run.master.split("floor:" + std::to_string(d));
       draws.push_back(ex.dataset->sample_independent(floor_n, rng));
     }
+    // Metrics of labelled samples score fresh draws with the labels they were drawn with
+    // (Dataset::sample, from streams of their own), drawn only when such a metric is asked for.
+    std::vector<Tensor> labelled_draws;
+    std::vector<std::vector<int>> draw_labels;
+    for (const MetricSpec& m : ex.metrics)
+      for (std::size_t d = 0; m.metric->needs_labels() && labelled_draws.size() < ex.evaluation.floor_draws; ++d) {
+        Rng rng = run.master.split("floor:" + std::to_string(d) + ":labelled");
+        Condition c;
+        labelled_draws.push_back(ex.dataset->sample(floor_n, rng, &c));
+        draw_labels.push_back(c.labels());
+      }
     for (const MetricSpec& m : ex.metrics) {
       if (m.metric->of_model()) continue;
       std::vector<double> values;
+      MetricValue first;
       for (std::size_t d = 0; d < draws.size(); ++d) {
         if (run.stop_requested()) throw RunInterrupted{};
         Rng rng = run.master.split("metric:data:" + m.name + ":" + std::to_string(d));
-        values.push_back(m.metric->compute(draws[d], ref, rng));
+        if (!m.metric->needs_labels()) {
+          values.push_back(m.metric->compute(draws[d], ref, rng));
+          continue;
+        }
+        const MetricValue v = m.metric->compute_labelled(labelled_draws[d], draw_labels[d], ref,
+                                                         first_labels(run.reference_labels, floor_n), rng);
+        values.push_back(v.value);
+        if (d == 0) first = v;
       }
       run.result.floor[m.name] = write_metric(root, "data", m.name, values);
+      write_figures(root, "data", m.name, first);
     }
     write_attribute(h5_open_group(root, "metrics/data"), "n", static_cast<std::int64_t>(floor_n));
   }

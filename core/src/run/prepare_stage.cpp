@@ -24,6 +24,11 @@ void prepare_data(RunContext& run) {
   Condition labels;  // drawn with the data, as a labelled data set always draws them
   run.reference = ex.dataset->sample(ex.evaluation.reference_n, ref_rng, &labels);
   if (ex.evaluation.reference_n) write_tensor(h5_require_group(root, "data"), "reference", run.reference);
+  if (labels.has_labels()) {  // for the metrics of class-conditional samples (Metric::needs_labels)
+    run.reference_labels = labels.labels();
+    write_int64_vector(h5_require_group(root, "data"), "reference_labels",
+                       std::vector<std::int64_t>(run.reference_labels.begin(), run.reference_labels.end()));
+  }
 }
 
 }  // namespace diffusion

@@ -72,6 +72,13 @@ Condition requested_labels(const Experiment& ex, const SamplerSpec& spec, Rng& r
   return c;
 }
 
+/// The labels run_sampler asked for, back from its `labels` extra (none: empty).
+std::vector<int> requested_labels_of(const SampleOutput& out) {
+  for (const auto& [name, value] : out.extras)
+    if (name == "labels") return std::vector<int>(value.begin(), value.end());
+  return {};
+}
+
 }  // namespace
 
 SampleOutput run_sampler(const Experiment& ex, const SamplerSpec& spec, const Denoiser& model, Rng& rng,
@@ -126,6 +133,7 @@ void draw_samples(RunContext& run) {
         throw RunInterrupted{};
       }
       run.samples[s.name].push_back(ex.codec->decode(out.x));
+      run.sample_labels[s.name].push_back(requested_labels_of(out));
       if (r > 0) continue;
       // Repeat 0 is the sampler's run as it would be without repeats: it is the one written.
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -27,8 +27,11 @@ struct RunContext {
   std::int64_t steps_done = 0;
   bool trained = false;        ///< training ended and its checkpoint is written
   Tensor reference;            ///< the metrics' reference data, in data coordinates
+  std::vector<int> reference_labels;  ///< the class of each reference row (empty: unlabelled data)
   /// Each sampler's samples, one tensor per repeat, in data coordinates.
   std::map<std::string, std::vector<Tensor>> samples;
+  /// The class each sample was asked for, per sampler and repeat (empty: unconditional samples).
+  std::map<std::string, std::vector<std::vector<int>>> sample_labels;
 
   bool stop_requested() const { return options.stop && *options.stop; }
   bool resuming() const { return !options.resume_from.empty(); }
