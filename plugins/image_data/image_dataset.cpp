@@ -46,7 +46,7 @@ Tensor ImageDataset::sample(std::size_t n, Rng& rng, Condition* condition) const
   return draw(*train_, train_order_, options_.flip, n, rng, condition);
 }
 
-Tensor ImageDataset::sample_held_out(std::size_t n, Rng& rng, Condition* condition) const {
+Tensor ImageDataset::sample_independent(std::size_t n, Rng& rng, Condition* condition) const {
   return draw(*test_, test_order_, false, n, rng, condition);
 }
 

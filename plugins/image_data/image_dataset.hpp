@@ -31,9 +31,10 @@ class ImageDataset : public Dataset {
   /// n training images, in epochs of the stream (epoch_order.hpp), flipped at random with
   /// `flip`, their labels into `condition`.
   Tensor sample(std::size_t n, Rng& rng, Condition* condition = nullptr) const override;
-  /// n images held out of training: the test split, never flipped (the reference the samples
-  /// are compared with; the metric floor is then the training split against the test split).
-  Tensor sample_held_out(std::size_t n, Rng& rng, Condition* condition = nullptr) const;
+  /// n images held out of training: the test split, never flipped. The reference the samples
+  /// are compared with is drawn from the training split (sample, as FID is computed against the
+  /// training set); the metric floor is then the test split against it.
+  Tensor sample_independent(std::size_t n, Rng& rng, Condition* condition = nullptr) const override;
 
   const ImageSet& train() const { return *train_; }
   const ImageSet& test() const { return *test_; }

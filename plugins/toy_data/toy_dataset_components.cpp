@@ -32,7 +32,12 @@ class ToyDataset : public Dataset {
     if (condition && classes_ > 0) condition->set_labels(std::move(labels));
     return place(std::move(x));
   }
-  Tensor sample_independent(std::size_t n, Rng& rng) const override { return place(independent_(n, rng, nullptr)); }
+  Tensor sample_independent(std::size_t n, Rng& rng, Condition* condition) const override {
+    std::vector<int> labels;
+    Tensor x = independent_(n, rng, condition && classes_ > 0 ? &labels : nullptr);
+    if (condition && classes_ > 0) condition->set_labels(std::move(labels));
+    return place(std::move(x));
+  }
 
   /// Known in closed form for some distributions (set_log_density).
   void set_log_density(LogDensity f) { log_density_ = std::move(f); }

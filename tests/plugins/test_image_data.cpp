@@ -419,7 +419,7 @@ TEST_CASE("image data: training draws come from the training split, held-out dra
   CHECK(flipped < 10);
   Rng held(4);
   Condition hc;
-  const Tensor test = data.sample_held_out(6, held, &hc);
+  const Tensor test = data.sample_independent(6, held, &hc);
   std::set<int> test_ids;
   for (std::size_t i = 0; i < 6; ++i) {
     CHECK(test(i, 0, 0, 0) == 1.0f);  // never flipped

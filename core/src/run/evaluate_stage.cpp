@@ -92,14 +92,13 @@ void evaluate_model_metrics(RunContext& run) {
   const Experiment& ex = run.ex;
   const H5::Group root = run.root();
   std::shared_ptr<const Denoiser> model;
+  const std::shared_ptr<Network> network = ex.ema_network() ? ex.ema_network() : ex.models.shared("model");
   for (const MetricSpec& m : ex.metrics) {
     if (!m.metric->of_model()) continue;
     if (run.stop_requested()) throw RunInterrupted{};
-    if (!model)
-      model = std::make_shared<StopPollingDenoiser>(
-          ex.denoiser(ex.ema_network() ? ex.ema_network() : ex.models.shared("model")));
+    if (!model) model = std::make_shared<StopPollingDenoiser>(ex.denoiser(network));
     ModelEvaluation eval{model.get(), ex.source ? ex.source.get() : &standard_normal_source(), ex.dataset.get(),
-                         ex.codec.get()};
+                         ex.codec.get(), network.get()};
     const Rng stream = run.master.split("metric:model:" + m.name);
     Rng rng = stream;
     const MetricValue value = m.metric->evaluate_model(eval, rng);
@@ -172,14 +171,14 @@ void evaluate_sample_metrics(RunContext& run) {
       draws.push_back(ex.dataset->sample_independent(floor_n, rng));
     }
     // Metrics of labelled samples score fresh draws with the labels they were drawn with
-    // (Dataset::sample, from streams of their own), drawn only when such a metric is asked for.
+    // (from streams of their own), drawn only when such a metric is asked for.
     std::vector<Tensor> labelled_draws;
     std::vector<std::vector<int>> draw_labels;
     for (const MetricSpec& m : ex.metrics)
       for (std::size_t d = 0; m.metric->needs_labels() && labelled_draws.size() < ex.evaluation.floor_draws; ++d) {
         Rng rng = run.master.split("floor:" + std::to_string(d) + ":labelled");
         Condition c;
-        labelled_draws.push_back(ex.dataset->sample(floor_n, rng, &c));
+        labelled_draws.push_back(ex.dataset->sample_independent(floor_n, rng, &c));
         draw_labels.push_back(c.labels());
       }
     for (const MetricSpec& m : ex.metrics) {

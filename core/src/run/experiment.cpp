@@ -241,7 +241,11 @@ Experiment compose_experiment(const Config& config, Registries& regs, const Comp
   ex.dataset = regs.datasets.create(root.at("dataset"), ctx);
   ctx.data_shape = ex.dataset->sample_shape();  // the codec's input; after it, the model's space
   const auto codec_node = root.find("codec");
-  ex.codec = codec_node ? regs.codecs.create(*codec_node, ctx) : make_standardize_codec(StandardizePer::coordinate);
+  // Default: points are standardized per coordinate; images (C, H, W) come in [-1, 1], the
+  // range their models are made for (a border pixel that is always black has no spread).
+  ex.codec = codec_node                    ? regs.codecs.create(*codec_node, ctx)
+             : ctx.data_shape.size() > 1 ? make_identity_codec()
+                                           : make_standardize_codec(StandardizePer::coordinate);
   try {
     ctx.data_shape = ex.codec->encoded_shape(ex.dataset->sample_shape());
   } catch (const ConfigError&) {

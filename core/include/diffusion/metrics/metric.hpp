@@ -12,6 +12,7 @@
 #include "diffusion/model/codec.hpp"
 #include "diffusion/model/dataset.hpp"
 #include "diffusion/model/denoiser.hpp"
+#include "diffusion/model/network.hpp"
 #include "diffusion/model/source.hpp"
 #include "diffusion/tensor/random.hpp"
 #include "diffusion/tensor/tensor.hpp"
@@ -24,6 +25,8 @@ struct ModelEvaluation {
   const Source* source = nullptr;   ///< where its path starts (the prior)
   const Dataset* dataset = nullptr; ///< held-out data: fresh draws (sample_independent) from their own stream
   const Codec* codec = nullptr;     ///< data -> model space; its log_det_encode turns densities into the data's
+  Network* network = nullptr;       ///< the network behind `model` (the EMA when there is one), for metrics
+                                    ///< of the network itself (a classifier's held-out accuracy)
 };
 
 /// A metric's value with named figures of its own (bits per dimension, the prior term, ...),

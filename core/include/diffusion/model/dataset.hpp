@@ -19,10 +19,14 @@ class Dataset {
   /// When `condition` is given it receives what the samples are conditioned on: their labels
   /// (labelled data sets) and any named tensors.
   virtual Tensor sample(std::size_t n, Rng& rng, Condition* condition = nullptr) const = 0;
-  /// n independent draws. A data set that spreads one draw evenly (moons, as sklearn's
-  /// make_moons) overrides this to draw every point on its own; the metric floor uses it, so
-  /// it measures what truly fresh data scores.
-  virtual Tensor sample_independent(std::size_t n, Rng& rng) const { return sample(n, rng); }
+  /// n independent draws of data the model was not trained on, their labels into `condition`
+  /// when given. The metric floor and held-out metrics (nll) use them, so they measure what
+  /// truly fresh data scores. A data set that spreads one draw evenly (moons, as sklearn's
+  /// make_moons) overrides this to draw every point on its own; a finite one (images) draws
+  /// its test split.
+  virtual Tensor sample_independent(std::size_t n, Rng& rng, Condition* condition = nullptr) const {
+    return sample(n, rng, condition);
+  }
   /// True when the data's density is known in closed form (a Gaussian mixture): likelihood
   /// metrics then have a floor, the true negative log-density of their held-out data.
   virtual bool has_log_density() const { return false; }
