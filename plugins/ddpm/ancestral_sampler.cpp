@@ -1,18 +1,22 @@
 // Ancestral sampling, DDPM Algorithm 2 (Ho et al. 2020), on any time grid:
 // x_s ~ q(x_s | x_t, x0 = x0_hat(x_t, t)), with the posterior variance beta-tilde or the
-// forward transition variance beta (the two choices of section 3.2).
+// forward transition variance beta (the two choices of section 3.2); x0_hat optionally clipped
+// to the data's range (clip_x0.hpp).
 #include <cmath>
 
 #include <diffusion/model/gaussian_posterior.hpp>
 #include <diffusion/plugin.hpp>
 #include <diffusion/plugin/sampler_options.hpp>
 
+#include "clip_x0.hpp"
+
 namespace diffusion::ddpm {
 namespace {
 
 class AncestralSampler : public Sampler {
  public:
-  AncestralSampler(GridOption grid, bool beta_variance) : grid_(std::move(grid)), beta_variance_(beta_variance) {}
+  AncestralSampler(GridOption grid, bool beta_variance, double clip)
+      : grid_(std::move(grid)), beta_variance_(beta_variance), clip_(clip) {}
 
   void check(const Path& path, const Source& source) const override {
     if (!source.standard_normal())
@@ -31,6 +35,7 @@ class AncestralSampler : public Sampler {
       const bool last = i + 1 == steps;
       const double t = grid[i], s = last ? 0.0 : grid[i + 1];
       model.predict(x, t, req.condition, p);
+      clip_x0(p, x, path, t, clip_);
       const GaussianPosterior q = gaussian_posterior(path, t, s, last);
       const double sd = std::sqrt(beta_variance_ ? q.transition_variance : q.variance);
       const Tensor z = rng.normal(req.shape);
@@ -44,12 +49,13 @@ class AncestralSampler : public Sampler {
  private:
   GridOption grid_;
   bool beta_variance_;
+  double clip_;
 };
 
 std::shared_ptr<Sampler> make_ancestral(const ConfigNode& c, const BuildContext& ctx) {
   GridOption grid = read_time_grid(c, 0, ctx);  // steps 0: every step of the path
   const std::string v = c.get_choice("variance", "posterior", {"posterior", "beta"});
-  return std::make_shared<AncestralSampler>(std::move(grid), v == "beta");
+  return std::make_shared<AncestralSampler>(std::move(grid), v == "beta", read_clip_x0(c));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 // `prior: rqmc` starts from randomised quasi-Monte Carlo draws instead of independent ones: with
 // eta = 0 the map from prior to samples is deterministic, so evenly spread starting points give
 // evenly spread samples, each still distributed exactly as with independent draws.
+// `clip_x0` clips x0_hat to the data's range and reads eps_hat from it (clip_x0.hpp).
 #include <algorithm>
 #include <cmath>
 
@@ -15,12 +16,15 @@
 #include <diffusion/plugin.hpp>
 #include <diffusion/plugin/sampler_options.hpp>
 
+#include "clip_x0.hpp"
+
 namespace diffusion::ddpm {
 namespace {
 
 class DdimSampler : public Sampler {
  public:
-  DdimSampler(GridOption grid, double eta, PriorDraw prior) : grid_(std::move(grid)), eta_(eta), prior_(prior) {}
+  DdimSampler(GridOption grid, double eta, PriorDraw prior, double clip)
+      : grid_(std::move(grid)), eta_(eta), prior_(prior), clip_(clip) {}
 
   void check(const Path& path, const Source& source) const override {
     if (eta_ > 0 && !source.standard_normal())
@@ -41,6 +45,7 @@ class DdimSampler : public Sampler {
       const bool last = i + 1 == steps;
       const double t = grid[i], s = last ? 0.0 : grid[i + 1];
       model.predict(x, t, req.condition, p);
+      clip_x0(p, x, path, t, clip_);
       const GaussianPosterior q = gaussian_posterior(path, t, s, last);
       const double c = eta_ * std::sqrt(q.variance);
       const double dir = std::sqrt(std::max(0.0, q.sigma_s * q.sigma_s - c * c));
@@ -61,12 +66,13 @@ class DdimSampler : public Sampler {
   GridOption grid_;
   double eta_;
   PriorDraw prior_;
+  double clip_;
 };
 
 std::shared_ptr<Sampler> make_ddim(const ConfigNode& c, const BuildContext& ctx) {
   GridOption grid = read_time_grid(c, 50, ctx);
   const double eta = c.get_double("eta", 0.0, 0.0, 10.0);
-  return std::make_shared<DdimSampler>(std::move(grid), eta, read_prior_draw(c, ctx));
+  return std::make_shared<DdimSampler>(std::move(grid), eta, read_prior_draw(c, ctx), read_clip_x0(c));
 }
 
 }  // namespace

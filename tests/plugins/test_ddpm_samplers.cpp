@@ -353,3 +353,43 @@ TEST_CASE("DDPM schedules match their definitions", "[sde][ddpm]") {
   REQUIRE(q[48] < 5);
   REQUIRE(q[1] == std::round(999 * (48.0 / 49) * (48.0 / 49)));
 }
+
+TEST_CASE("clip_x0 clips x0_hat to the data range and reads eps_hat from the clipped x0", "[sampler][ddpm][ddim]") {
+  load_ddpm();
+  // N(mu, Sigma) data with mu = (1, -2): x0_hat lies far outside [-1, 1] in the second coordinate.
+  auto sde = make_sde("{type: ddpm, timesteps: 1000, schedule: linear}");
+  const auto model = eps_model(std::make_shared<GaussianEps>(sde), sde);
+  auto outside = [](const Tensor& x) {
+    return std::count_if(x.begin(), x.end(), [](float v) { return v < -1.0f || v > 1.0f; });
+  };
+  SECTION("without it the samples leave the range, with it no sample does") {
+    for (const std::string s : {"{type: ancestral, steps: 50", "{type: ddim, steps: 20", "{type: ddim, steps: 20, eta: 1"}) {
+      CAPTURE(s);
+      Rng r1(11), r2(11);
+      REQUIRE(outside(sample(*make_sampler(s + "}"), *model, {500, 2}, r1)) > 300);
+      REQUIRE(outside(sample(*make_sampler(s + ", clip_x0: 1.0}"), *model, {500, 2}, r2)) == 0);
+    }
+  }
+  SECTION("DDIM with eta = 0 takes each step from the clipped pair (x0_hat, eps_hat)") {
+    // By hand on the grid [999, 500]: x0 = clip(x0_hat(x_999)), eps = (x_999 - a x0) / s,
+    // x_500 = a_500 x0 + s_500 eps, and the last step returns clip(x0_hat(x_500)).
+    Rng r1(5), r2(5);
+    const Tensor x = sample(*make_sampler("{type: ddim, timesteps: [999, 500], clip_x0: 1.0}"), *model, {8, 2}, r1);
+    Tensor y = prior_sample(*sde, {8, 2}, r2);
+    for (const double t : {999.0, 500.0}) {
+      Prediction p;
+      model->predict(y, t, Condition{}, p);
+      for (std::size_t j = 0; j < y.size(); ++j) {
+        const double x0 = std::clamp(double(p.x0.data()[j]), -1.0, 1.0);
+        const double eps = (y.data()[j] - sde->alpha(t) * x0) / sde->sigma(t);
+        y.data()[j] = float(t == 999.0 ? sde->alpha(500) * x0 + sde->sigma(500) * eps : x0);
+      }
+    }
+    for (std::size_t j = 0; j < x.size(); ++j) REQUIRE_THAT(x.data()[j], WithinAbs(y.data()[j], 1e-5));
+    REQUIRE(outside(x) == 0);
+  }
+  SECTION("a bound that is not positive is refused naming the key") {
+    REQUIRE_THROWS_WITH(make_sampler("{type: ddim, clip_x0: 0}"), Catch::Contains("clip_x0"));
+    REQUIRE_THROWS_WITH(make_sampler("{type: ancestral, clip_x0: -1}"), Catch::Contains("clip_x0"));
+  }
+}
