@@ -15,6 +15,8 @@ void activate(Activation a, const float* z, float* y, std::size_t n) {
       for (std::size_t i = 0; i < n; ++i) y[i] = sigmoid(z[i]);
       return;
     case Activation::gelu:
+      for (std::size_t i = 0; i < n; ++i) y[i] = 0.5f * z[i] * (1.0f + fast::erf(z[i] * 0.70710678118654752f));
+      return;
     case Activation::tanh:
       for (std::size_t i = 0; i < n; ++i) y[i] = activate(a, z[i]);
       return;
@@ -48,7 +50,7 @@ void activate_backward(Activation a, const float* g, const float* z, const float
     case Activation::gelu:
       // x Phi(x) -> Phi(x) + x phi(x).
       for (std::size_t i = 0; i < n; ++i) {
-        const float cdf = 0.5f * (1.0f + std::erf(z[i] * 0.70710678118654752f));
+        const float cdf = 0.5f * (1.0f + fast::erf(z[i] * 0.70710678118654752f));
         out[i] = g[i] * (cdf + z[i] * 0.39894228040143268f * exp(-0.5f * z[i] * z[i]));
       }
       return;

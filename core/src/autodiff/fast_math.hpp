@@ -55,6 +55,20 @@ inline float exp(float x) {
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + fast::exp(-x)); }
 
+/// erf(x) by Abramowitz & Stegun 7.1.26 on |x|, erf = 1 - t (a1 + t (a2 + ... a5 t)) e^{-x^2} with
+/// t = 1 / (1 + p |x|), and x's sign copied back: absolute error below 1.5e-7 (about 2 ulp of
+/// 1 + erf, which is what GELU reads), and it vectorises through fast::exp where std::erf made
+/// GELU a third of a DiT training step.
+inline float erf(float x) {
+  const std::int32_t sign = bits(x) & static_cast<std::int32_t>(0x80000000);
+  const float ax = from_bits(bits(x) & 0x7FFFFFFF);
+  const float t = 1.0f / (1.0f + 0.3275911f * ax);
+  const float poly =
+      t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  const float e = 1.0f - poly * fast::exp(-ax * ax);
+  return from_bits(bits(e) | sign);
+}
+
 /// Beyond this |x| the three-part reduction by pi/4 loses accuracy; callers use std::sin/cos.
 constexpr float kTrigMaxArg = 8192.0f;
 
@@ -93,7 +107,7 @@ inline float activate(Activation a, float z) {
   switch (a) {
     case Activation::relu: return z > 0.0f ? z : 0.0f;
     case Activation::silu: return z * sigmoid(z);
-    case Activation::gelu: return 0.5f * z * (1.0f + std::erf(z * 0.70710678118654752f));
+    case Activation::gelu: return 0.5f * z * (1.0f + fast::erf(z * 0.70710678118654752f));
     case Activation::tanh: return std::tanh(z);
     case Activation::sigmoid: return sigmoid(z);
     case Activation::identity: return z;
