@@ -22,7 +22,7 @@
 #include <diffusion/io/hdf5_io.hpp>
 #include <diffusion/plugin/plugin_loader.hpp>
 
-#include "core/grad_check.hpp"
+#include "network_grad_check.hpp"
 #include "e2e/runexp_child.hpp"
 #include "e2e/scratch_dir.hpp"
 
@@ -69,72 +69,38 @@ float max_abs(const Tensor& t) {
   return m;
 }
 
-/// Every parameter's gradient of L = sum(forward() * R) against a fourth-order central difference
-/// (grad_check's steps and tolerances; the network owns its parameters, so they are perturbed in
-/// place), as the residual MLP's test.
+/// Every parameter's gradient against finite differences (network_grad_check.hpp), then the
+/// directional derivative along a random v.
 void check_parameter_gradients(Network& net, const std::function<Var()>& forward) {
-  const grad_check::Options opt;
-  Rng rng(opt.seed);
-  net.zero_grad();
-  const Var y = forward();
-  const Tensor r = rng.normal(shape_of(y.value()));
-  y.backward(r);
-  const auto projected = [&] {
-    NoGradScope no_grad;
-    const Tensor v = forward().value();
-    double s = 0;
-    for (std::size_t i = 0; i < v.size(); ++i) s += double(v.data()[i]) * r.data()[i];
-    return s;
-  };
-  for (auto& [name, p] : net.named_parameters()) {
-    const Tensor analytic = p.grad();
-    std::vector<double> numeric(p.value().size());
-    for (std::size_t j = 0; j < numeric.size(); ++j) {
-      float& w = p.value().data()[j];
-      const float w0 = w;
-      const double h = std::exp2(std::round(std::log2(opt.step * std::max(1.0, std::fabs(double(w0))))));
-      const auto at = [&](double dw) {
-        w = static_cast<float>(w0 + dw);
-        const double v = projected();
-        w = w0;
-        return v;
-      };
-      numeric[j] = (8.0 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12.0 * h);
-    }
-    double scale = 1.0;
-    for (double v : numeric) scale = std::max(scale, std::fabs(v));
-    std::size_t failures = 0;
-    for (std::size_t j = 0; j < numeric.size(); ++j)
-      if (!(std::fabs(analytic.data()[j] - numeric[j]) <= opt.atol * scale + opt.rtol * std::fabs(numeric[j]))) ++failures;
-    CAPTURE(name, scale);
-    CHECK(failures == 0);
-
-    // The directional derivative along a random v, relative: a small gradient is held to the
-    // same 1% as a large one (the per-element tolerance above is absolute below |g| ~ 0.1), and
-    // must not vanish (every parameter reaches the output once the zero layers are perturbed).
-    const Tensor v = rng.normal(shape_of(p.value()));
-    const Tensor w0 = p.value();
-    const double h = 1.0 / 128;
-    const auto along = [&](double e) {
-      p.value() = w0 + float(e) * v;
-      const double l = projected();
-      p.value() = w0;
-      return l;
-    };
-    const double numeric_dir = (8.0 * (along(h) - along(-h)) - (along(2 * h) - along(-2 * h))) / (12.0 * h);
-    double analytic_dir = 0;
-    for (std::size_t j = 0; j < v.size(); ++j) analytic_dir += double(analytic.data()[j]) * v.data()[j];
-    CAPTURE(numeric_dir, analytic_dir);
-    if (name.find("attn.k.bias") != std::string::npos) {
-      // q . (k_j + b) = q . k_j + q . b shifts every key's logit equally: softmax does not see
-      // the key bias, whose gradient is exactly 0 (the difference above is rounding).
-      CHECK(std::fabs(analytic_dir) < 1e-5);
-      CHECK(std::fabs(numeric_dir) < 1e-3);
-      continue;
-    }
-    CHECK(std::fabs(numeric_dir) > 1e-3);
-    CHECK(std::fabs(analytic_dir - numeric_dir) <= 1e-2 * std::fabs(numeric_dir));
-  }
+  Rng rng(grad_check::Options{}.seed + 1);
+  network_grad_check::check_parameter_gradients(
+      net, forward, [&](const std::string& name, Var& p, const Tensor& analytic, const std::function<double()>& projected) {
+        // The directional derivative along a random v, relative: a small gradient is held to the
+        // same 1% as a large one (the per-element tolerance above is absolute below |g| ~ 0.1), and
+        // must not vanish (every parameter reaches the output once the zero layers are perturbed).
+        const Tensor v = rng.normal(shape_of(p.value()));
+        const Tensor w0 = p.value();
+        const double h = 1.0 / 128;
+        const auto along = [&](double e) {
+          p.value() = w0 + float(e) * v;
+          const double l = projected();
+          p.value() = w0;
+          return l;
+        };
+        const double numeric_dir = (8.0 * (along(h) - along(-h)) - (along(2 * h) - along(-2 * h))) / (12.0 * h);
+        double analytic_dir = 0;
+        for (std::size_t j = 0; j < v.size(); ++j) analytic_dir += double(analytic.data()[j]) * v.data()[j];
+        CAPTURE(numeric_dir, analytic_dir);
+        if (name.find("attn.k.bias") != std::string::npos) {
+          // q . (k_j + b) = q . k_j + q . b shifts every key's logit equally: softmax does not see
+          // the key bias, whose gradient is exactly 0 (the difference above is rounding).
+          CHECK(std::fabs(analytic_dir) < 1e-5);
+          CHECK(std::fabs(numeric_dir) < 1e-3);
+          return;
+        }
+        CHECK(std::fabs(numeric_dir) > 1e-3);
+        CHECK(std::fabs(analytic_dir - numeric_dir) <= 1e-2 * std::fabs(numeric_dir));
+      });
 }
 
 const char* const kTiny = "{type: dit, hidden: 8, depth: 2, heads: 2, patch: 2, mlp_ratio: 2, frequency_dim: 8}";
