@@ -226,6 +226,10 @@ TEST_CASE("resources: every shipped experiment fits in 4 GiB by the estimate", "
       for (const std::string& slot : models->keys())
         if (const auto init = models->at(slot).find("init"); init && init->is_scalar())
           refs.push_back({"models." + slot + ".init", init->as_string()});
+    if (const auto metrics = root.find("metrics"); metrics && metrics->is_sequence())  // image metrics' classifier
+      for (std::size_t i = 0; i < metrics->items().size(); ++i)
+        if (const auto file = metrics->items()[i].find("classifier"); file && file->is_scalar())
+          refs.push_back({"metrics." + std::to_string(i) + ".classifier", file->as_string()});
     std::vector<std::string> overrides;
     for (const auto& [key, file] : refs) {
       if (!made.count(file)) {

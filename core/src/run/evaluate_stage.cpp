@@ -143,17 +143,16 @@ void evaluate_sample_metrics(RunContext& run) {
     for (const MetricSpec& m : ex.metrics) {
       if (m.metric->of_model()) continue;
       std::vector<double> values;
-      MetricValue first;  // a labelled metric's figures (per class) of repeat 0
+      MetricValue first;  // the metric's own figures (per class, ...) of repeat 0
       for (std::size_t r = 0; r < run.samples[s.name].size(); ++r) {
         if (run.stop_requested()) throw RunInterrupted{};
         Rng rng = metric_stream(run.master, s.name, m.name, r);
         const Tensor x = first_rows(run.samples[s.name][r], n);
-        if (!m.metric->needs_labels()) {
-          values.push_back(m.metric->compute(x, ref, rng));
-          continue;
-        }
-        const MetricValue v = m.metric->compute_labelled(x, first_labels(run.sample_labels[s.name].at(r), n), ref,
-                                                         first_labels(run.reference_labels, n), rng);
+        const MetricValue v =
+            m.metric->needs_labels()
+                ? m.metric->compute_labelled(x, first_labels(run.sample_labels[s.name].at(r), n), ref,
+                                             first_labels(run.reference_labels, n), rng)
+                : m.metric->compute_value(x, ref, rng);
         values.push_back(v.value);
         if (r == 0) first = v;
       }
@@ -188,12 +187,10 @@ void evaluate_sample_metrics(RunContext& run) {
       for (std::size_t d = 0; d < draws.size(); ++d) {
         if (run.stop_requested()) throw RunInterrupted{};
         Rng rng = run.master.split("metric:data:" + m.name + ":" + std::to_string(d));
-        if (!m.metric->needs_labels()) {
-          values.push_back(m.metric->compute(draws[d], ref, rng));
-          continue;
-        }
-        const MetricValue v = m.metric->compute_labelled(labelled_draws[d], draw_labels[d], ref,
-                                                         first_labels(run.reference_labels, floor_n), rng);
+        const MetricValue v = m.metric->needs_labels()
+                                  ? m.metric->compute_labelled(labelled_draws[d], draw_labels[d], ref,
+                                                               first_labels(run.reference_labels, floor_n), rng)
+                                  : m.metric->compute_value(draws[d], ref, rng);
         values.push_back(v.value);
         if (d == 0) first = v;
       }

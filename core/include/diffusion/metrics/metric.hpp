@@ -42,6 +42,11 @@ class Metric {
   /// samples (N, ...) and reference (M, ...) in data coordinates. A metric of the model is
   /// never asked this.
   virtual double compute(const Tensor& samples, const Tensor& reference, Rng& rng) const;
+  /// The same with named figures of the metric's own (KID's spread over its subsets), which the
+  /// run writes as attributes beside the value (the first repeat's). Default: compute(), none.
+  virtual MetricValue compute_value(const Tensor& samples, const Tensor& reference, Rng& rng) const {
+    return {compute(samples, reference, rng), {}};
+  }
   /// Refuses, with an Error that says why and what to use instead, sizes this metric cannot
   /// take or cannot finish: `samples` points compared with `reference` points of `dim`
   /// coordinates each. The run calls it for every comparison it will make when the experiment
