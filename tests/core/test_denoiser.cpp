@@ -1,6 +1,7 @@
 // Denoisers (denoiser.hpp): predict_var agrees with predict and differentiates it (checked
 // against finite differences of predict), CountingDenoiser counts evaluations, and
-// ClassifierFreeGuidance is (1 + w) cond - w uncond from one inner evaluation of 2N rows.
+// ClassifierFreeGuidance is (1 + w) cond - w uncond from one inner evaluation of 2N rows, and
+// ChunkedDenoiser gives one pass's predictions in pieces.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -389,4 +390,56 @@ TEST_CASE("classifier-free guidance's predict_var differentiates its predict", "
   const Condition c = Condition::from_labels({1, 2, 0, 2, 1});
   check_gradient(*cfg, x, times_of(s), c, true, 19);
   check_gradient(*cfg, x, times_of(s), c, false, 20);
+}
+
+TEST_CASE("ChunkedDenoiser gives one pass's predictions from evaluations of at most its rows", "[denoiser]") {
+  const Setup s = setups()[3];  // edm_like: c_in != 1, per-row scalings
+  const auto net = std::make_shared<MlpNet>(2, 3);
+  const auto inner = std::make_shared<NetworkDenoiser>(net, s.path, s.pre);
+  // 11 rows at varied times and labels, some dropped to the null label.
+  const std::size_t n = 11;
+  Rng rng(4);
+  const Tensor x = rng.normal({n, 2});
+  Times t;
+  std::vector<int> labels;
+  std::vector<std::uint8_t> mask;
+  for (std::size_t i = 0; i < n; ++i) {
+    t.push_back(s.times[i % s.times.size()]);
+    labels.push_back(int(i % 3));
+    mask.push_back(i % 4 == 1 ? 1 : 0);
+  }
+  Condition c = Condition::from_labels(labels);
+  c.set_null_mask(mask);
+  Prediction whole;
+  inner->predict(x, t, c, whole);
+  for (const std::size_t rows : {1, 3, 4, 10, 11, 50}) {
+    const auto counted = std::make_shared<CountingDenoiser>(inner);
+    const ChunkedDenoiser chunked(counted, rows);
+    net->calls = 0;
+    Prediction part;
+    chunked.predict(x, t, c, part);
+    const std::size_t evaluations = (n + rows - 1) / rows;
+    INFO("rows " << rows);
+    REQUIRE(net->calls == evaluations);
+    REQUIRE(counted->nfe() == evaluations);
+    REQUIRE(shape_of(part.x0) == shape_of(x));
+    // Each row sees its own time, label and mask: the same numbers as one pass.
+    for (std::size_t k = 0; k < x.size(); ++k) {
+      REQUIRE_THAT(part.x0.data()[k], WithinAbs(whole.x0.data()[k], 1e-6 * (1 + std::abs(whole.x0.data()[k]))));
+      REQUIRE_THAT(part.eps.data()[k], WithinAbs(whole.eps.data()[k], 1e-6 * (1 + std::abs(whole.eps.data()[k]))));
+    }
+  }
+  // Under classifier-free guidance (2N rows inside) the guided predictions are unchanged too.
+  const ClassifierFreeGuidance guided_whole(inner, 1.5);
+  const ClassifierFreeGuidance guided_chunked(std::make_shared<ChunkedDenoiser>(inner, 4), 1.5);
+  const Condition labels_only = Condition::from_labels(labels);
+  Prediction gw, gc;
+  guided_whole.predict(x, t, labels_only, gw);
+  guided_chunked.predict(x, t, labels_only, gc);
+  for (std::size_t k = 0; k < x.size(); ++k)
+    REQUIRE_THAT(gc.x0.data()[k], WithinAbs(gw.x0.data()[k], 1e-6 * (1 + std::abs(gw.x0.data()[k]))));
+  REQUIRE_THROWS_WITH(ChunkedDenoiser(inner, 0), Catch::Contains("at least one row"));
+  const ChunkedDenoiser two(inner, 2);
+  Prediction bad;
+  REQUIRE_THROWS_WITH(two.predict(x, same_time(n - 1, 0.5), c, bad), Catch::Contains("10 times for 11 rows"));
 }

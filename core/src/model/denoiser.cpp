@@ -146,6 +146,35 @@ PredictionVar CountingDenoiser::predict_var(const Var& x, const Times& t, const 
   return DenoiserWrapper::predict_var(x, t, c);
 }
 
+ChunkedDenoiser::ChunkedDenoiser(std::shared_ptr<const Denoiser> inner, std::size_t rows)
+    : DenoiserWrapper(std::move(inner)), rows_(rows) {
+  if (rows_ == 0) throw Error("chunked denoiser: at least one row per evaluation");
+}
+
+void ChunkedDenoiser::predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const {
+  const std::size_t n = x.dimension() ? x.shape()[0] : 0;
+  if (n <= rows_) return DenoiserWrapper::predict(x, t, c, out);
+  if (t.size() != n) throw Error("chunked denoiser: " + std::to_string(t.size()) + " times for " + std::to_string(n) + " rows");
+  c.check_rows(n, "chunked denoiser");
+  const Shape shape = shape_of(x);
+  if (shape_of(out.x0) != shape) out.x0 = Tensor::from_shape(shape);
+  if (shape_of(out.eps) != shape) out.eps = Tensor::from_shape(shape);
+  const std::size_t row = x.size() / n;
+  Shape part = shape;
+  Tensor xs;
+  Prediction ps;
+  for (std::size_t begin = 0; begin < n; begin += rows_) {
+    const std::size_t end = std::min(n, begin + rows_);
+    part[0] = end - begin;
+    if (shape_of(xs) != part) xs = Tensor::from_shape(part);
+    std::copy(x.data() + begin * row, x.data() + end * row, xs.data());
+    const Times ts(t.begin() + static_cast<std::ptrdiff_t>(begin), t.begin() + static_cast<std::ptrdiff_t>(end));
+    DenoiserWrapper::predict(xs, ts, c.empty() ? c : c.slice(begin, end), ps);
+    std::copy(ps.x0.begin(), ps.x0.end(), out.x0.data() + begin * row);
+    std::copy(ps.eps.begin(), ps.eps.end(), out.eps.data() + begin * row);
+  }
+}
+
 ClassifierFreeGuidance::ClassifierFreeGuidance(std::shared_ptr<const Denoiser> inner, double w)
     : DenoiserWrapper(std::move(inner)), w_(w) {}
 

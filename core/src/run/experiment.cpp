@@ -158,6 +158,7 @@ void read_samplers(const ConfigNode& root, Experiment& ex, Registries& regs, con
     s.trajectory = static_cast<std::size_t>(node.get_int("trajectory", 0, 0, 10000));
     s.use_ema = node.get_bool("use_ema", true);
     s.repeats = static_cast<std::size_t>(node.get_int("repeats", 1, 1, 1000));
+    s.batch = static_cast<std::size_t>(node.get_int("batch", 0, 0));
     if (const auto g = node.find("guidance")) {  // a guided model, for every sampler alike
       s.guidance = regs.guidances.create(*g, ctx);
       try {

@@ -158,24 +158,31 @@ MemoryEstimate estimate_memory(const Experiment& ex) {
     e.stages.push_back({"training activations", "train.batch_size", formula, rows * per_row, per_row});
   }
 
-  // Sampling: one sampler at a time holds its whole set in one forward pass; every sampler's
-  // samples (each repeat's) are kept for the metrics, encoded and decoded.
+  // Sampling: one sampler at a time holds its whole set in one forward pass (or `batch:` rows of
+  // it); every sampler's samples (each repeat's) are kept for the metrics, encoded and decoded.
   double kept = 0, kept_largest = 0, kept_per_sample = 0;  // the largest sampler's share names the key
   std::string kept_key;
   for (std::size_t i = 0; i < ex.samplers.size(); ++i) {
     const SamplerSpec& s = ex.samplers[i];
     const std::string key = sampler_key(root, i) + ".n";
     const double n = double(s.n);
-    double per_sample = a_model * kFloat + d_model * (8.0 + 2.0 * double(s.trajectory)) * kFloat;
-    std::string formula = str(n) + " samples x (" + str(a_model) + " activations + " + str(d_model) + " x " +
-                          str(8.0 + 2.0 * double(s.trajectory)) + ") floats";
+    const bool chunked = s.batch > 0 && s.batch < s.n;
+    double per_sample = (chunked ? 0.0 : a_model * kFloat) + d_model * (8.0 + 2.0 * double(s.trajectory)) * kFloat;
+    std::string formula = str(n) + " samples x (" + (chunked ? "" : str(a_model) + " activations + ") + str(d_model) +
+                          " x " + str(8.0 + 2.0 * double(s.trajectory)) + ") floats";
     for (const std::string& slot : s.sampler->required_models()) {
       if (!ex.models.has(slot) || slot == "model") continue;
       const double a = activations_per_row(ex.models.get(slot), positions);
       per_sample += a * kFloat;
       formula += " + " + str(a) + " floats of " + slot;
     }
-    e.stages.push_back({"sampling with " + s.name, key, formula, n * per_sample, per_sample});
+    double bytes = n * per_sample;
+    if (chunked) {  // the forward pass holds `batch` rows at a time; the state holds all n
+      const double rows = double(s.batch);
+      bytes += rows * a_model * kFloat;
+      formula += " + " + str(rows) + " rows (batch) x " + str(a_model) + " activations floats";
+    }
+    e.stages.push_back({"sampling with " + s.name, key, formula, bytes, per_sample});
     const double per_kept = double(s.repeats) * (d_model + d_data) * kFloat;
     kept += n * per_kept;
     if (n * per_kept > kept_largest) kept_largest = n * per_kept, kept_key = key, kept_per_sample = per_kept;
@@ -305,6 +312,8 @@ void check_memory(const Experiment& ex, std::uint64_t max_memory, std::ostream* 
     const double fits = std::floor((limit.bytes - (total - scaling)) / per_unit);
     msg += fits >= 1 ? "; lower " + big.key + " to at most about " + str(fits)
                      : "; lower " + big.key + " and the rest of the run";
+    if (big.what.rfind("sampling with ", 0) == 0 && big.key.size() > 2 && big.key.compare(big.key.size() - 2, 2, ".n") == 0)
+      msg += " (or evaluate the network on fewer samples at a time: " + big.key.substr(0, big.key.size() - 2) + ".batch)";
   } else if (!big.key.empty()) {
     msg += "; make " + big.key + " smaller";
   }

@@ -118,7 +118,9 @@ void draw_samples(RunContext& run) {
   const auto t_stage = std::chrono::steady_clock::now();
   for (const SamplerSpec& s : ex.samplers) {
     const auto net = s.use_ema && ex.ema_network() ? ex.ema_network() : ex.models.shared("model");
-    CountingDenoiser model(std::make_shared<StoppableDenoiser>(ex.denoiser(net), run.options.stop));
+    std::shared_ptr<const Denoiser> denoiser = ex.denoiser(net);
+    if (s.batch > 0) denoiser = std::make_shared<ChunkedDenoiser>(std::move(denoiser), s.batch);
+    CountingDenoiser model(std::make_shared<StoppableDenoiser>(std::move(denoiser), run.options.stop));
     H5::Group g = h5_require_group(run.root(), "samples/" + s.name);
     for (std::size_t r = 0; r < s.repeats; ++r) {
       model.reset();

@@ -110,6 +110,21 @@ class CountingDenoiser : public DenoiserWrapper {
   mutable std::size_t nfe_ = 0;
 };
 
+/// Evaluates the denoiser it wraps on at most `rows` rows at a time (a sampler's `batch:`): a
+/// sampler's whole set in one forward pass can need more memory than the machine has (a U-Net
+/// on 2000 images), and a network treats every row on its own, so the predictions are those of
+/// one pass over the whole set. predict_var is passed through whole (its graph spans the batch).
+class ChunkedDenoiser : public DenoiserWrapper {
+ public:
+  ChunkedDenoiser(std::shared_ptr<const Denoiser> inner, std::size_t rows);
+  void predict(const Tensor& x, const Times& t, const Condition& c, Prediction& out) const override;
+  using Denoiser::predict;
+  std::size_t rows() const { return rows_; }
+
+ private:
+  std::size_t rows_;
+};
+
 /// Classifier-free guidance (Ho & Salimans 2022, eq. 6): with the condition c and the null
 /// condition, eps_guided = (1 + w) eps(x, c) - w eps(x, null), so w = 0 is the conditional model
 /// and the "guidance scale" of other codebases (diffusers' guidance_scale, eps_u + s (eps_c -

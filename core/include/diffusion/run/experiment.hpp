@@ -23,6 +23,7 @@ struct SamplerSpec {
   std::size_t trajectory = 0;        ///< frames of the trajectory to keep (0: none)
   bool use_ema = true;               ///< sample with the EMA weights when there are some
   std::size_t repeats = 1;           ///< independent runs of the sampler; metrics are their mean and spread
+  std::size_t batch = 0;             ///< rows per network evaluation (0: all n at once); same samples
   std::shared_ptr<Guidance> guidance;  ///< `guidance:` (classifier-free, classifier); null: none
   /// `labels:` the classes the samples are asked for: kLabelsFromData (`data`, the default: as
   /// the data set draws them), kLabelsBalanced (`balanced`: row i gets class i mod K), or one class.
