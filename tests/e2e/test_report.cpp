@@ -26,6 +26,7 @@
 #include <diffusion/run/checkpoint.hpp>
 
 #include "sealed_file_edit.hpp"
+#include "shell_command.hpp"
 
 namespace fs = std::filesystem;
 using diffusion::Error;
@@ -64,31 +65,15 @@ const char* const kSmall =
     "sampler: {type: ddim, steps: 20, eta: 0.0, n: 200}\n"
     "metrics: [w2, sliced_w2, mmd]\n";
 
-struct Output {
-  int status = -1;
-  std::string out;
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using Output = diffusion::testing::CommandOutput;
+using diffusion::testing::run_command;
 
 /// Run a shell command, capturing stdout (stderr goes to the test's stderr).
-Output run(const std::string& cmd) {
-  Output o;
-  FILE* p = ::popen(("timeout -k 10 300 " + cmd).c_str(), "r");
-  if (!p) throw Error("popen failed: " + cmd);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
-  const int raw = ::pclose(p);
-  o.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return o;
-}
+Output run(const std::string& cmd) { return run_command(cmd); }
 
-std::string bin(const std::string& tool) { return std::string(DIFFUSION_BINARY_DIR) + "/bin/" + tool; }
+std::string quote(const std::string& s) { return diffusion::testing::shell_quote(s); }
+
+std::string bin(const std::string& tool) { return diffusion::testing::tool_path(tool); }
 
 void runexp(const std::string& yaml, const std::string& overrides, const std::string& out) {
   const Output o = run(quote(bin("runexp")) + " " + quote(yaml) + " " + overrides + " --out " + quote(out) +

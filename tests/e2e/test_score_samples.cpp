@@ -3,9 +3,6 @@
 // (same metrics, same reference, same metric streams); shifted samples score worse, as the same
 // metrics computed on them must; a missing dataset or a wrongly shaped one fails naming the file
 // and the dataset.
-#include <stdio.h>
-#include <sys/wait.h>
-
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -17,6 +14,7 @@
 
 #include "runexp_child.hpp"
 #include "scratch_dir.hpp"
+#include "shell_command.hpp"
 
 using diffusion::Error;
 using diffusion::Tensor;
@@ -36,25 +34,12 @@ const char* const kRun =
     "metrics: [w2, sliced_w2, mmd, energy]\n";
 const std::vector<std::string> kMetrics = {"w2", "sliced_w2", "mmd", "energy"};
 
-struct Output {
-  int status = -1;
-  std::string out;
-};
+using Output = diffusion::testing::CommandOutput;
 
 /// A command's exit status and stdout + stderr.
-Output run(const std::string& cmd) {
-  Output o;
-  FILE* p = ::popen(("timeout -k 10 300 " + cmd + " 2>&1").c_str(), "r");
-  if (!p) throw Error("popen failed: " + cmd);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
-  const int raw = ::pclose(p);
-  o.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return o;
-}
+Output run(const std::string& cmd) { return diffusion::testing::run_command(cmd + " 2>&1"); }
 
-std::string score_samples() { return std::string(DIFFUSION_BINARY_DIR) + "/bin/score_samples"; }
+std::string score_samples() { return diffusion::testing::tool_path("score_samples"); }
 
 /// metric `name` of the JSON line's "metrics" object.
 double json_metric(const std::string& out, const std::string& name) {

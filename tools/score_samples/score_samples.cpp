@@ -43,6 +43,7 @@
 #include <diffusion/plugin/plugin_loader.hpp>
 #include <diffusion/run/experiment.hpp>
 #include <diffusion/tensor/blas_kernels.hpp>
+#include <diffusion/tensor/rows.hpp>
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -55,15 +56,7 @@ struct UsageError : Error {
 };
 
 /// The first n rows of t (as the evaluation stage compares them).
-Tensor first_rows(const Tensor& t, std::size_t n) {
-  Shape s = shape_of(t);
-  if (s[0] == n) return t;
-  const std::size_t per = t.size() / s[0];
-  s[0] = n;
-  Tensor r = Tensor::from_shape(s);
-  std::copy(t.data(), t.data() + n * per, r.data());
-  return r;
-}
+Tensor first_rows(const Tensor& t, std::size_t n) { return t.shape()[0] == n ? t : row_range(t, 0, n); }
 
 H5::H5File open_file(const std::string& path) {
   if (!fs::exists(path)) throw Error(path + ": no such file");

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "diffusion/tensor/rows.hpp"
+
 namespace diffusion {
 
 Times same_time(std::size_t n, double t) { return Times(n, t); }
@@ -159,19 +161,13 @@ void ChunkedDenoiser::predict(const Tensor& x, const Times& t, const Condition& 
   const Shape shape = shape_of(x);
   if (shape_of(out.x0) != shape) out.x0 = Tensor::from_shape(shape);
   if (shape_of(out.eps) != shape) out.eps = Tensor::from_shape(shape);
-  const std::size_t row = x.size() / n;
-  Shape part = shape;
-  Tensor xs;
-  Prediction ps;
+  Prediction part;
   for (std::size_t begin = 0; begin < n; begin += rows_) {
     const std::size_t end = std::min(n, begin + rows_);
-    part[0] = end - begin;
-    if (shape_of(xs) != part) xs = Tensor::from_shape(part);
-    std::copy(x.data() + begin * row, x.data() + end * row, xs.data());
     const Times ts(t.begin() + static_cast<std::ptrdiff_t>(begin), t.begin() + static_cast<std::ptrdiff_t>(end));
-    DenoiserWrapper::predict(xs, ts, c.empty() ? c : c.slice(begin, end), ps);
-    std::copy(ps.x0.begin(), ps.x0.end(), out.x0.data() + begin * row);
-    std::copy(ps.eps.begin(), ps.eps.end(), out.eps.data() + begin * row);
+    DenoiserWrapper::predict(row_range(x, begin, end), ts, c.empty() ? c : c.slice(begin, end), part);
+    set_row_range(out.x0, begin, part.x0);
+    set_row_range(out.eps, begin, part.eps);
   }
 }
 

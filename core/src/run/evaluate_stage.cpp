@@ -15,19 +15,12 @@
 #include "diffusion/metrics/stop_request.hpp"
 #include "diffusion/run/memory_estimate.hpp"
 #include "diffusion/run/stages.hpp"
+#include "diffusion/tensor/rows.hpp"
 
 namespace diffusion {
 namespace {
 
-Tensor first_rows(const Tensor& t, std::size_t n) {
-  Shape s = shape_of(t);
-  if (s[0] == n) return t;
-  const std::size_t per = t.size() / s[0];
-  s[0] = n;
-  Tensor r = Tensor::from_shape(s);
-  std::copy(t.data(), t.data() + n * per, r.data());
-  return r;
-}
+Tensor first_rows(const Tensor& t, std::size_t n) { return t.shape()[0] == n ? t : row_range(t, 0, n); }
 
 /// The first n of a sample's or the reference's labels (as first_rows takes their rows).
 std::vector<int> first_labels(const std::vector<int>& labels, std::size_t n) {
