@@ -1,16 +1,17 @@
 // bench_unet_step: one training step of plugins/unet's U-Net on images, against the same step in
 // PyTorch (torch_unet_step.py, at 1 and 2 threads).
 //
-//   bench_unet_step [--batch 64] [--steps 5] [--warmup 1] [--threads N] [--torch]
+//   bench_unet_step [--batch 64] [--steps 5] [--warmup 1] [--threads N] [--channels 32] [--groups 8] [--torch]
 //
 // Our step is runexp's own (TrainLoop::step): a batch of Fashion-MNIST (/usr/share/datasets/
 // fashion-mnist, Debian's dataset-fashion-mnist; identity codec), DDPM's eps loss (T = 1000 linear
 // betas, t uniform), backward, Adam (lr 2e-4), no EMA, the whole batch one shard. The network is
-// the U-Net meant for DDIM on Fashion-MNIST (28x28x1): channels 64, channel_mult [1, 2, 2] (28,
-// 14, 7), 2 residual blocks per level, attention at 7x7 (and in the middle) with 4 heads, 32
-// groups, dropout 0.1 (about 6.9 M parameters). --threads sets the core's threads (default its
-// own default); OpenBLAS runs at one, as runexp runs it. torch_unet_step.py times the same step
-// on the same architecture (tools/baselines/unet_reference.py) at 1 and 2 threads.
+// experiments/ddim_fashion_mnist.yaml's U-Net (28x28x1): channels 32, channel_mult [1, 2, 2] (28,
+// 14, 7), 2 residual blocks per level, attention at 7x7 (and in the middle) with 4 heads, 8
+// groups, dropout 0.1 (1.74 M parameters); --channels 64 --groups 32 gives the 4x wider one of
+// Ho et al.'s proportions (6.9 M). --threads sets the core's threads (default its own default);
+// OpenBLAS runs at one, as runexp runs it. torch_unet_step.py times the same step on the same
+// architecture (tools/baselines/unet_reference.py) at 1 and 2 threads.
 //
 // Prints a summary and one JSON line.
 #include <chrono>
@@ -39,18 +40,22 @@ using namespace diffusion;
 
 namespace {
 
-const char* const kNetwork =
-    "{type: unet, channels: 64, channel_mult: [1, 2, 2], num_res_blocks: 2, attention_resolutions: [7], "
-    "heads: 4, groups: 32, dropout: 0.1}";
+/// The network with `channels` and `groups` (the rest as experiments/ddim_fashion_mnist.yaml).
+std::string unet_network(long channels, long groups) {
+  return "{type: unet, channels: " + std::to_string(channels) +
+         ", channel_mult: [1, 2, 2], num_res_blocks: 2, attention_resolutions: [7], heads: 4, groups: " +
+         std::to_string(groups) + ", dropout: 0.1}";
+}
 
 struct Options {
   long batch = 64, steps = 5, warmup = 1;
+  long channels = 32, groups = 8;
   long threads = 0;  // 0: the core's default
   bool torch = false;
 };
 
 const Cli cli{"bench_unet_step",
-              "usage: bench_unet_step [--batch N] [--steps N] [--warmup N] [--threads N] [--torch]\n"};
+              "usage: bench_unet_step [--batch N] [--steps N] [--warmup N] [--threads N] [--channels N] [--groups N] [--torch]\n"};
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -64,6 +69,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--steps") o.steps = cli.integer(a, v, 1);
     else if (a == "--warmup") o.warmup = cli.integer(a, v, 0);
     else if (a == "--threads") o.threads = cli.integer(a, v, 1);
+    else if (a == "--channels") o.channels = cli.integer(a, v, 1);
+    else if (a == "--groups") o.groups = cli.integer(a, v, 1);
     else cli.fail("unknown option " + a);
   }
   return o;
@@ -73,7 +80,8 @@ Options parse(int argc, char** argv) {
 double torch_seconds_per_step(const Options& o, int threads) {
   std::ostringstream cmd;
   cmd << "/usr/bin/python3 '" DIFFUSION_UNET_TORCH_SCRIPT "' --batch " << o.batch << " --size 28"
-      << " --steps " << o.steps << " --warmup " << o.warmup << " --threads " << threads << " 2>&1";
+      << " --channels " << o.channels << " --groups " << o.groups << " --steps " << o.steps << " --warmup " << o.warmup
+      << " --threads " << threads << " 2>&1";
   FILE* pipe = ::popen(cmd.str().c_str(), "r");
   if (!pipe) return std::nan("");
   std::string out, json;
@@ -100,7 +108,7 @@ int main(int argc, char** argv) {
   load_plugin_dir(default_plugin_dir());
 
   const std::string yaml = std::string("name: bench_unet\nseed: 0\ndataset: {type: fashion_mnist}\ncodec: {type: identity}\n") +
-                           "network: " + kNetwork + "\n" +
+                           "network: " + unet_network(o.channels, o.groups) + "\n" +
                            "sde: {type: ddpm, timesteps: 1000, schedule: linear, beta_start: 1.0e-4, beta_end: 0.02}\n"
                            "loss: {type: eps_mse}\n"
                            "train: {steps: " + std::to_string(o.warmup + o.steps) + ", batch_size: " +
