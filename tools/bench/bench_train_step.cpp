@@ -90,8 +90,8 @@ std::vector<TorchRun> run_baseline(const Options& o, double ema) {
   for (int threads : {1, 2}) {
     std::ostringstream args;
     args << "--steps " << o.steps << " --batch " << o.batch << " --width " << o.width << " --n "
-         << o.n << " --ddim-steps " << o.ddim_steps << " --seed " << o.seed << " --threads "
-         << threads;
+         << o.n << " --ddim-steps " << o.ddim_steps << " --seed " << o.seed << " --ema " << ema
+         << " --threads " << threads;
     TorchOptions to;
     to.script = o.torch_script;
     to.count_allocs = threads == 1;  // allocation counts do not depend on timing

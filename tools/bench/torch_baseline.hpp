@@ -1,4 +1,4 @@
-// The PyTorch baseline (/work/shared/bench/torch_ddim_moons.py), run through torch_runner.py.
+// The PyTorch baseline of the flagship (torch_ddim_moons.py), run through torch_runner.py.
 #pragma once
 
 #include <string>
