@@ -70,6 +70,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import unet_reference  # noqa: E402
 from dit_reference import DiT  # noqa: E402
+from torch_threads import set_threads  # noqa: E402
 
 
 def fail(msg):
@@ -371,7 +372,7 @@ def main():
     ap.add_argument("--steps", type=int, help="override train.steps (smoke runs)")
     ap.add_argument("--n", type=int, help="override the first sampler's n")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     with open(a.experiment) as f:
         text = f.read()
     cfg = yaml.safe_load(text)

@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "baselines"))
 from dit_reference import DiT  # noqa: E402
+from torch_threads import set_threads  # noqa: E402
 
 
 def main():
@@ -24,7 +25,7 @@ def main():
     for k, v in dict(steps=30, warmup=5, batch=64, size=28, patch=4, hidden=128, depth=4, heads=4, threads=1, seed=0).items():
         p.add_argument("--" + k, type=int, default=v)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     torch.manual_seed(a.seed)
     net = DiT(channels=1, height=a.size, width=a.size, hidden=a.hidden, depth=a.depth, heads=a.heads, patch=a.patch,
               mlp_ratio=4.0, frequency_dim=256, num_classes=10)

@@ -32,10 +32,13 @@ its accepted and rejected steps (of the last run).
 With --serve it answers one run per request line instead (bench_sampling interleaves them with
 its own runs; see the end of this file), and a run may be stopped after a time limit.
 """
-import argparse, json, math, statistics, sys, time
+import argparse, json, math, os, statistics, sys, time
 
 import h5py, numpy as np, scipy, torch, torch.nn as nn
 from scipy.integrate import solve_ivp
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "baselines"))
+from torch_threads import set_threads  # noqa: E402  (PyTorch's threads and OpenBLAS's)
 
 p = argparse.ArgumentParser()
 p.add_argument("--weights", required=True, help="HDF5 file with the network under --group")
@@ -69,7 +72,7 @@ p.add_argument("--snr", type=float, default=0.16)
 p.add_argument("--corrector-steps", type=int, default=1)
 p.add_argument("--pc-denoise", type=int, default=1, choices=[0, 1])
 a = p.parse_args()
-torch.set_num_threads(a.threads)
+set_threads(a.threads)
 
 ACTIVATIONS = dict(relu=nn.ReLU, silu=nn.SiLU, gelu=nn.GELU, tanh=nn.Tanh, sigmoid=nn.Sigmoid)
 
@@ -292,7 +295,7 @@ if a.serve:
     print(json.dumps(dict(ready=True, impl=IMPL, check_error=err)), flush=True)
     for line in sys.stdin:
         name, threads, repeat, limit = line.split()
-        torch.set_num_threads(int(threads))
+        set_threads(int(threads))
         print(json.dumps(run_once(name, int(repeat), float(limit) or math.inf)), flush=True)
 else:
     for name in a.samplers.split(","):

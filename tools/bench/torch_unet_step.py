@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "baselines"))
 import unet_reference  # noqa: E402
+from torch_threads import set_threads  # noqa: E402
 
 
 def main():
@@ -34,7 +35,7 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     cfg = dict(in_channels=1, height=a.size, width=a.size, channels=a.channels,
                channel_mult=[int(m) for m in a.channel_mult.split(",")], num_res_blocks=a.num_res_blocks,
                attention_resolutions=[int(r) for r in a.attention.split(",") if r], heads=a.heads,
