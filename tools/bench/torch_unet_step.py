@@ -10,7 +10,7 @@ layers, in float32 with trainable parameters); the step is the one bench_unet_st
 x_t = sqrt(abar) x0 + sqrt(1 - abar) eps at random steps of a linear schedule (1000 steps),
 eps-prediction MSE, backward, Adam. Prints one JSON line.
 """
-import argparse, json, math, os, sys, time
+import argparse, json, math, os, resource, sys, time
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +68,8 @@ def main():
     params = sum(v.numel() for v in net.P.p.values())
     print(json.dumps({"impl": "pytorch-" + torch.__version__, "threads": a.threads, "batch": a.batch,
                       "size": a.size, "params": params, "steps": a.steps, "train_s": secs,
-                      "s_per_step": secs / a.steps}))
+                      "s_per_step": secs / a.steps,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":
