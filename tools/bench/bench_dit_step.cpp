@@ -1,13 +1,14 @@
 // bench_dit_step: how fast the core trains a DiT (plugins/dit) on 28x28 images, against PyTorch.
 //
 //   bench_dit_step [--steps 30] [--warmup 5] [--batch 64] [--patch 4] [--hidden 128] [--depth 4]
-//                  [--heads 4] [--seed 0] [--torch]
+//                  [--heads 4] [--shards 2] [--seed 0] [--torch]
 //
 // Our step is runexp's own (TrainLoop::step): a batch of Fashion-MNIST (/usr/share/datasets/
 // fashion-mnist, Debian's dataset-fashion-mnist; identity codec), labels dropped to the null label
 // with p 0.1, DDPM's eps loss (T = 1000 linear betas, t uniform), backward, Adam (lr 1e-4), no
 // EMA; the network a class-conditional DiT (mlp_ratio 4, 256 time frequencies). It is timed with
-// the core at 1 and at 2 threads (train.shards 1: the products are split over the threads).
+// the core at 1 and at 2 threads, the batch in 2 shards as experiments/dit_fashion_mnist.yaml runs
+// it (train.shards; --shards 1 splits each product over the threads instead).
 // With --torch, torch_dit_step.py times the same step on the same architecture
 // (tools/baselines/dit_reference.py) at 1 and 2 threads, each in its own process.
 //
@@ -37,12 +38,13 @@ namespace {
 
 struct Options {
   long steps = 30, warmup = 5, batch = 64, patch = 4, hidden = 128, depth = 4, heads = 4, seed = 0;
+  long shards = 2;  // experiments/dit_fashion_mnist.yaml's train.shards
   bool torch = false;
 };
 
 const Cli cli{"bench_dit_step",
               "usage: bench_dit_step [--steps N] [--warmup N] [--batch N] [--patch N] [--hidden N]\n"
-              "                      [--depth N] [--heads N] [--seed S] [--torch]\n"};
+              "                      [--depth N] [--heads N] [--shards N] [--seed S] [--torch]\n"};
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -59,6 +61,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--hidden") o.hidden = cli.integer(a, v, 4);
     else if (a == "--depth") o.depth = cli.integer(a, v, 1);
     else if (a == "--heads") o.heads = cli.integer(a, v, 1);
+    else if (a == "--shards") o.shards = cli.integer(a, v, 1);
     else if (a == "--seed") o.seed = cli.integer(a, v, 0);
     else cli.fail("unknown option " + a);
   }
@@ -73,7 +76,7 @@ std::string experiment_yaml(const Options& o) {
     << ", patch: " << o.patch << ", class_conditional: true}\n"
     << "sde: {type: ddpm, timesteps: 1000, schedule: linear, beta_start: 1.0e-4, beta_end: 0.02}\n"
     << "loss: {type: eps_mse}\n"
-    << "train: {steps: " << o.warmup + o.steps << ", batch_size: " << o.batch
+    << "train: {steps: " << o.warmup + o.steps << ", batch_size: " << o.batch << ", shards: " << o.shards
     << ", label_dropout: 0.1, optimizer: {type: adam, lr: 1.0e-4}}\n"
     << "sampler: {type: ddim, steps: 10, n: 16}\nmetrics: []\n";
   return y.str();
@@ -127,8 +130,9 @@ int main(int argc, char** argv) {
     set_blas_threads(1);  // as runexp runs OpenBLAS
     diffusion::load_plugin_dir(diffusion::default_plugin_dir());
     std::printf("machine: %s; load average %.2f at start\n", machine_description().c_str(), load_average());
-    std::printf("DiT on 28x28x1: batch %ld, patch %ld (%ld tokens), hidden %ld, depth %ld, heads %ld; %ld steps after %ld warm-up\n",
-                o.batch, o.patch, (28 / o.patch) * (28 / o.patch), o.hidden, o.depth, o.heads, o.steps, o.warmup);
+    std::printf("DiT on 28x28x1: batch %ld in %ld shard%s, patch %ld (%ld tokens), hidden %ld, depth %ld, heads %ld; "
+                "%ld steps after %ld warm-up\n",
+                o.batch, o.shards, o.shards == 1 ? "" : "s", o.patch, (28 / o.patch) * (28 / o.patch), o.hidden, o.depth, o.heads, o.steps, o.warmup);
     std::vector<Timed> ours, torch;
     for (int t : {1, 2}) {
       ours.push_back(time_ours(o, t));
@@ -144,7 +148,7 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       }
     std::ostringstream js;
-    js << "{\"impl\": \"diffusion-cpp\", \"bench\": \"dit_step\", \"batch\": " << o.batch << ", \"patch\": " << o.patch
+    js << "{\"impl\": \"diffusion-cpp\", \"bench\": \"dit_step\", \"batch\": " << o.batch << ", \"shards\": " << o.shards << ", \"patch\": " << o.patch
        << ", \"hidden\": " << o.hidden << ", \"depth\": " << o.depth << ", \"heads\": " << o.heads
        << ", \"steps\": " << o.steps << ", \"parameters\": " << ours.front().parameters << ", \"ours\": [";
     for (std::size_t i = 0; i < ours.size(); ++i)
