@@ -86,6 +86,7 @@ struct Timed {
   int threads;
   double steps_per_s, final_loss;
   std::size_t parameters;
+  double peak_rss_mb;  // ours: this process's peak so far; PyTorch's: its process's
 };
 
 Timed time_ours(const Options& o, int threads) {
@@ -97,7 +98,7 @@ Timed time_ours(const Options& o, int threads) {
   const auto start = Clock::now();
   for (long i = 0; i < o.steps; ++i) loss = loop.step();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  return {threads, double(o.steps) / secs, loss, ex.network().num_parameters()};
+  return {threads, double(o.steps) / secs, loss, ex.network().num_parameters(), peak_rss_mb()};
 }
 
 /// torch_dit_step.py in its own process; NaN steps/s when it fails.
@@ -106,19 +107,13 @@ Timed time_torch(const Options& o, int threads) {
   cmd << "/usr/bin/python3 '" << DIFFUSION_DIT_TORCH_SCRIPT << "' --steps " << o.steps << " --warmup " << o.warmup
       << " --batch " << o.batch << " --patch " << o.patch << " --hidden " << o.hidden << " --depth " << o.depth
       << " --heads " << o.heads << " --seed " << o.seed << " --threads " << threads << " 2>&1";
-  FILE* pipe = ::popen(cmd.str().c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (pipe && std::fgets(buf, sizeof buf, pipe)) out += buf;
-  if (!pipe || ::pclose(pipe) != 0) {
-    std::fprintf(stderr, "bench_dit_step: the PyTorch baseline failed (%s):\n%s", cmd.str().c_str(), out.c_str());
-    return {threads, std::nan(""), std::nan(""), 0};
+  const ScriptOutput out = run_script(cmd.str());
+  if (!out.ok) {
+    std::fprintf(stderr, "bench_dit_step: the PyTorch baseline failed (%s):\n%s", cmd.str().c_str(), out.text.c_str());
+    return {threads, std::nan(""), std::nan(""), 0, std::nan("")};
   }
-  const auto field = [&](const std::string& key) {
-    const std::size_t at = out.find("\"" + key + "\": ");
-    return at == std::string::npos ? std::nan("") : std::strtod(out.c_str() + at + key.size() + 4, nullptr);
-  };
-  return {threads, field("steps_per_s"), field("final_loss"), std::size_t(field("parameters"))};
+  return {threads, json_field_number(out.json, "steps_per_s"), json_field_number(out.json, "final_loss"),
+          std::size_t(json_field_number(out.json, "parameters")), json_field_number(out.json, "peak_rss_mb")};
 }
 
 }  // namespace
@@ -136,15 +131,17 @@ int main(int argc, char** argv) {
     std::vector<Timed> ours, torch;
     for (int t : {1, 2}) {
       ours.push_back(time_ours(o, t));
-      std::printf("ours,  %d thread%s: %.2f steps/s (%zu parameters, final loss %.4f)\n", t, t == 1 ? " " : "s",
-                  ours.back().steps_per_s, ours.back().parameters, ours.back().final_loss);
+      std::printf("ours,  %d thread%s: %.2f steps/s (%zu parameters, final loss %.4f), peak RSS %.0f MiB\n", t,
+                  t == 1 ? " " : "s", ours.back().steps_per_s, ours.back().parameters, ours.back().final_loss,
+                  ours.back().peak_rss_mb);
       std::fflush(stdout);
     }
     if (o.torch)
       for (int t : {1, 2}) {
         torch.push_back(time_torch(o, t));
-        std::printf("torch, %d thread%s: %.2f steps/s (%zu parameters, final loss %.4f)\n", t, t == 1 ? " " : "s",
-                    torch.back().steps_per_s, torch.back().parameters, torch.back().final_loss);
+        std::printf("torch, %d thread%s: %.2f steps/s (%zu parameters, final loss %.4f), peak RSS %.0f MiB\n", t,
+                    t == 1 ? " " : "s", torch.back().steps_per_s, torch.back().parameters, torch.back().final_loss,
+                    torch.back().peak_rss_mb);
         std::fflush(stdout);
       }
     std::ostringstream js;
@@ -152,11 +149,12 @@ int main(int argc, char** argv) {
        << ", \"hidden\": " << o.hidden << ", \"depth\": " << o.depth << ", \"heads\": " << o.heads
        << ", \"steps\": " << o.steps << ", \"parameters\": " << ours.front().parameters << ", \"ours\": [";
     for (std::size_t i = 0; i < ours.size(); ++i)
-      js << (i ? ", " : "") << "{\"threads\": " << ours[i].threads << ", \"steps_per_s\": " << json_number(ours[i].steps_per_s) << "}";
+      js << (i ? ", " : "") << "{\"threads\": " << ours[i].threads << ", \"steps_per_s\": " << json_number(ours[i].steps_per_s)
+         << ", \"peak_rss_mb\": " << json_number(ours[i].peak_rss_mb) << "}";
     js << "], \"torch\": [";
     for (std::size_t i = 0; i < torch.size(); ++i)
       js << (i ? ", " : "") << "{\"threads\": " << torch[i].threads << ", \"steps_per_s\": " << json_number(torch[i].steps_per_s)
-         << "}";
+         << ", \"peak_rss_mb\": " << json_number(torch[i].peak_rss_mb) << "}";
     js << "], \"load_average_end\": " << json_number(load_average()) << "}";
     std::printf("%s\n", js.str().c_str());
     return 0;

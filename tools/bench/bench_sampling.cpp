@@ -357,19 +357,6 @@ void write_weights(const Experiment& ex, const SamplerSpec& ode, const std::stri
 
 // ---- the baseline ----
 
-double json_field(const std::string& line, const std::string& key) {
-  const std::size_t at = line.find("\"" + key + "\": ");
-  if (at == std::string::npos) return std::nan("");
-  return std::strtod(line.c_str() + at + key.size() + 4, nullptr);
-}
-
-std::string json_string(const std::string& line, const std::string& key) {
-  const std::size_t at = line.find("\"" + key + "\": \"");
-  if (at == std::string::npos) return "";
-  const std::size_t from = at + key.size() + 5;
-  return line.substr(from, line.find('"', from) - from);
-}
-
 /// The first two numbers of a JSON array field ("mean": [a, b]).
 void json_pair(const std::string& line, const std::string& key, double out[2]) {
   const std::size_t at = line.find("\"" + key + "\": [");
@@ -402,7 +389,7 @@ class BaselineProcess {
     to_ = ::fdopen(to_child[1], "w");
     from_ = ::fdopen(from_child[0], "r");
     const std::string ready = answer();
-    impl = json_string(ready, "impl");
+    impl = json_field_string(ready, "impl");
   }
   BaselineProcess(const BaselineProcess&) = delete;
   BaselineProcess& operator=(const BaselineProcess&) = delete;
@@ -420,11 +407,11 @@ class BaselineProcess {
     std::fflush(to_);
     const std::string line = answer();
     Run r;
-    r.seconds = json_field(line, "seconds");
+    r.seconds = json_field_number(line, "seconds");
     r.gave_up = line.find("\"gave_up\": true") != std::string::npos;
-    r.nfe = json_field(line, "nfe");
-    r.accepted = json_field(line, "accepted");
-    r.rejected = json_field(line, "rejected");
+    r.nfe = json_field_number(line, "nfe");
+    r.accepted = json_field_number(line, "accepted");
+    r.rejected = json_field_number(line, "rejected");
     json_pair(line, "mean", r.mean);
     json_pair(line, "std", r.std);
     return r;

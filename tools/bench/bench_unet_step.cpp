@@ -91,22 +91,12 @@ TorchStep torch_step(const Options& o, int threads) {
   cmd << "/usr/bin/python3 '" DIFFUSION_UNET_TORCH_SCRIPT "' --batch " << o.batch << " --size 28"
       << " --channels " << o.channels << " --groups " << o.groups << " --steps " << o.steps << " --warmup " << o.warmup
       << " --threads " << threads << " 2>&1";
-  FILE* pipe = ::popen(cmd.str().c_str(), "r");
-  if (!pipe) return {std::nan(""), std::nan("")};
-  std::string out, json;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, pipe)) {
-    out += buf;
-    if (buf[0] == '{') json = buf;
-  }
-  const std::size_t at = json.find("\"s_per_step\": ");
-  if (::pclose(pipe) != 0 || at == std::string::npos) {
-    std::fprintf(stderr, "the PyTorch baseline failed (%s):\n%s", cmd.str().c_str(), out.c_str());
+  const ScriptOutput out = run_script(cmd.str());
+  if (!out.ok) {
+    std::fprintf(stderr, "the PyTorch baseline failed (%s):\n%s", cmd.str().c_str(), out.text.c_str());
     return {std::nan(""), std::nan("")};
   }
-  const std::size_t rss = json.find("\"peak_rss_mb\": ");
-  return {std::strtod(json.c_str() + at + 14, nullptr),
-          rss == std::string::npos ? std::nan("") : std::strtod(json.c_str() + rss + 15, nullptr)};
+  return {json_field_number(out.json, "s_per_step"), json_field_number(out.json, "peak_rss_mb")};
 }
 
 }  // namespace

@@ -5,25 +5,9 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "json.hpp"
+
 namespace bench {
-namespace {
-
-/// A number field of a flat JSON line ("key": value), NaN if absent.
-double field_number(const std::string& line, const std::string& key) {
-  const std::size_t at = line.find("\"" + key + "\": ");
-  if (at == std::string::npos) return std::nan("");
-  return std::strtod(line.c_str() + at + key.size() + 4, nullptr);
-}
-
-/// A string field of a flat JSON line, empty if absent.
-std::string field_string(const std::string& line, const std::string& key) {
-  const std::size_t at = line.find("\"" + key + "\": \"");
-  if (at == std::string::npos) return "";
-  const std::size_t from = at + key.size() + 5;
-  return line.substr(from, line.find('"', from) - from);
-}
-
-}  // namespace
 
 bool torch_available() {
   if (std::system("/usr/bin/python3 -c 'import torch, sklearn' >/dev/null 2>&1") == 0) return true;
@@ -52,17 +36,17 @@ std::vector<TorchRun> run_torch(const std::vector<std::string>& runs, const Torc
     out += line;
     if (line[0] != '{') continue;
     TorchRun r;
-    r.version = field_string(line, "impl");
-    r.threads = static_cast<int>(field_number(line, "threads"));
-    r.steps = static_cast<long>(field_number(line, "steps"));
-    r.batch = static_cast<long>(field_number(line, "batch"));
-    r.width = static_cast<long>(field_number(line, "width"));
+    r.version = json_field_string(line, "impl");
+    r.threads = static_cast<int>(json_field_number(line, "threads"));
+    r.steps = static_cast<long>(json_field_number(line, "steps"));
+    r.batch = static_cast<long>(json_field_number(line, "batch"));
+    r.width = static_cast<long>(json_field_number(line, "width"));
     // steps / train_s: the script rounds steps_per_s to 0.1, too coarse for the large cases.
-    r.steps_per_s = double(r.steps) / field_number(line, "train_s");
-    r.samples_per_s = field_number(line, "samples_per_s");
-    r.peak_rss_mb = field_number(line, "peak_rss_kb") / 1024.0;
-    r.allocs_per_step = field_number(line, "allocs_per_step");
-    r.allocs_per_ddim_step = field_number(line, "allocs_per_ddim_step");
+    r.steps_per_s = double(r.steps) / json_field_number(line, "train_s");
+    r.samples_per_s = json_field_number(line, "samples_per_s");
+    r.peak_rss_mb = json_field_number(line, "peak_rss_kb") / 1024.0;
+    r.allocs_per_step = json_field_number(line, "allocs_per_step");
+    r.allocs_per_ddim_step = json_field_number(line, "allocs_per_ddim_step");
     result.push_back(r);
   }
   if (::pclose(pipe) != 0 || result.size() != runs.size())

@@ -11,7 +11,7 @@ data is not what is timed), labels with 10% dropped to the null label, t uniform
 linear-beta DDPM steps, x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, MSE(net(x_t, t, y), eps),
 backward, Adam (lr 1e-4). Prints one JSON line.
 """
-import argparse, json, os, sys, time
+import argparse, json, os, resource, sys, time
 
 import torch
 
@@ -57,7 +57,8 @@ def main():
     secs = time.perf_counter() - start
     print(json.dumps(dict(impl="pytorch-" + torch.__version__, threads=a.threads, steps=a.steps, batch=a.batch,
                           train_s=secs, steps_per_s=a.steps / secs, final_loss=loss,
-                          parameters=sum(q.numel() for q in net.parameters()))))
+                          parameters=sum(q.numel() for q in net.parameters()),
+                          peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
 
 if __name__ == "__main__":
