@@ -1,4 +1,4 @@
-// row_range and set_row_range (tensor/rows.hpp): rows copied out and back in place, for vectors
+// row_range, set_row_range and first_rows (tensor/rows.hpp): rows copied out and back in place, for vectors
 // and images; out-of-range rows and mismatched shapes are errors, never a silent partial copy.
 #include <catch2/catch.hpp>
 
@@ -29,4 +29,16 @@ TEST_CASE("row_range copies rows out and set_row_range puts them back", "[tensor
   REQUIRE_THROWS_WITH(set_row_range(into, 0, row_range(points, 0, 2)), Catch::Contains("(2, 2)"));
   const Tensor wrong = zeros({1, 2, 3, 4});
   REQUIRE_THROWS_WITH(set_row_range(into, 0, wrong), Catch::Contains("(1, 2, 3, 4)"));
+}
+
+TEST_CASE("first_rows takes the first min(n, N) rows", "[tensor]") {
+  Tensor points = Tensor::from_shape({4, 2});
+  for (std::size_t k = 0; k < points.size(); ++k) points.data()[k] = float(k);
+  const Tensor two = first_rows(points, 2);
+  REQUIRE(shape_of(two) == Shape{2, 2});
+  for (std::size_t k = 0; k < two.size(); ++k) REQUIRE(two.data()[k] == float(k));
+  REQUIRE(shape_of(first_rows(points, 4)) == Shape{4, 2});
+  REQUIRE(shape_of(first_rows(points, 9)) == Shape{4, 2});
+  REQUIRE(first_rows(points, 0).shape()[0] == 0);
+  REQUIRE_THROWS_WITH(first_rows(scalar(1.0f), 1), Catch::Contains("scalar"));
 }

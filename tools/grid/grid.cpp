@@ -24,6 +24,7 @@
 #include <diffusion/io/file_seal.hpp>
 #include <diffusion/io/h5_memory_file.hpp>
 #include <diffusion/io/hdf5_io.hpp>
+#include <diffusion/tensor/rows.hpp>
 
 #include "png_grid.hpp"
 
@@ -68,17 +69,6 @@ Tensor as_images(const Tensor& x, const std::vector<double>& shape, const std::s
   }
   Tensor out = Tensor::from_shape(target);
   std::copy(x.data(), x.data() + x.size(), out.data());
-  return out;
-}
-
-/// Rows [0, n) of x.
-Tensor first_rows(const Tensor& x, std::size_t n) {
-  Shape s = shape_of(x);
-  n = std::min(n, s[0]);
-  const std::size_t per = s[0] ? x.size() / s[0] : 0;
-  s[0] = n;
-  Tensor out = Tensor::from_shape(s);
-  std::copy(x.data(), x.data() + n * per, out.data());
   return out;
 }
 

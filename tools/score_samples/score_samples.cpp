@@ -55,9 +55,6 @@ struct UsageError : Error {
   using Error::Error;
 };
 
-/// The first n rows of t (as the evaluation stage compares them).
-Tensor first_rows(const Tensor& t, std::size_t n) { return t.shape()[0] == n ? t : row_range(t, 0, n); }
-
 H5::H5File open_file(const std::string& path) {
   if (!fs::exists(path)) throw Error(path + ": no such file");
   return h5_open_verified(path).file;
@@ -258,9 +255,8 @@ int run(int argc, char** argv) {
     } catch (const Error& e) {
       throw Error(std::string("metric ") + m.name + " on " + std::to_string(n) + " samples: " + e.what());
     }
-    Rng rng = master.split("metric:" + sampler + ":" + m.name);
-    const MetricValue v = m.metric->needs_labels() ? m.metric->compute_labelled(x, labels, ref, reference_labels, rng)
-                                                   : m.metric->compute_value(x, ref, rng);
+    Rng rng = metric_stream(master, sampler, m.name);
+    const MetricValue v = score_samples(*m.metric, x, labels, ref, reference_labels, rng);
     rows.push_back({m.name, v, stored_metric(rroot, sampler, m.name), stored_metric(rroot, "data", m.name)});
   }
 

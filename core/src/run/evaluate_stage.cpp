@@ -20,8 +20,6 @@
 namespace diffusion {
 namespace {
 
-Tensor first_rows(const Tensor& t, std::size_t n) { return t.shape()[0] == n ? t : row_range(t, 0, n); }
-
 /// The first n of a sample's or the reference's labels (as first_rows takes their rows).
 std::vector<int> first_labels(const std::vector<int>& labels, std::size_t n) {
   return std::vector<int>(labels.begin(), labels.begin() + static_cast<std::ptrdiff_t>(std::min(n, labels.size())));
@@ -48,12 +46,6 @@ double write_metric(const H5::Group& root, const std::string& group, const std::
   write_attribute(ds, "values", values);
   write_attribute(ds, "count", static_cast<std::int64_t>(values.size()));
   return mean;
-}
-
-/// The stream of a metric on repeat r (repeat 0's is the stream without repeats).
-Rng metric_stream(const Rng& master, const std::string& sampler, const std::string& metric, std::size_t r) {
-  const std::string name = "metric:" + sampler + ":" + metric;
-  return master.split(r == 0 ? name : name + ":" + std::to_string(r));
 }
 
 /// The figures a metric reports beside its value, as attributes of its dataset.
@@ -141,11 +133,8 @@ void evaluate_sample_metrics(RunContext& run) {
         if (run.stop_requested()) throw RunInterrupted{};
         Rng rng = metric_stream(run.master, s.name, m.name, r);
         const Tensor x = first_rows(run.samples[s.name][r], n);
-        const MetricValue v =
-            m.metric->needs_labels()
-                ? m.metric->compute_labelled(x, first_labels(run.sample_labels[s.name].at(r), n), ref,
-                                             first_labels(run.reference_labels, n), rng)
-                : m.metric->compute_value(x, ref, rng);
+        const MetricValue v = score_samples(*m.metric, x, first_labels(run.sample_labels[s.name].at(r), n), ref,
+                                            first_labels(run.reference_labels, n), rng);
         values.push_back(v.value);
         if (r == 0) first = v;
       }
@@ -180,10 +169,10 @@ void evaluate_sample_metrics(RunContext& run) {
       for (std::size_t d = 0; d < draws.size(); ++d) {
         if (run.stop_requested()) throw RunInterrupted{};
         Rng rng = run.master.split("metric:data:" + m.name + ":" + std::to_string(d));
-        const MetricValue v = m.metric->needs_labels()
-                                  ? m.metric->compute_labelled(labelled_draws[d], draw_labels[d], ref,
-                                                               first_labels(run.reference_labels, floor_n), rng)
-                                  : m.metric->compute_value(draws[d], ref, rng);
+        const MetricValue v =
+            m.metric->needs_labels()
+                ? score_samples(*m.metric, labelled_draws[d], draw_labels[d], ref, first_labels(run.reference_labels, floor_n), rng)
+                : score_samples(*m.metric, draws[d], {}, ref, {}, rng);
         values.push_back(v.value);
         if (d == 0) first = v;
       }

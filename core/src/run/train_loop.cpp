@@ -4,6 +4,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "diffusion/tensor/rows.hpp"
+
 namespace diffusion {
 namespace {
 
@@ -67,20 +69,6 @@ void TrainLoop::restore(const std::string& path) {
   step_ = st.step;
   block_ = -1;  // a resume inside a plan block redraws and re-plans the block
 }
-
-namespace {
-
-/// Rows [begin, end) of x.
-Tensor row_range(const Tensor& x, std::size_t begin, std::size_t end) {
-  Shape shape = shape_of(x);
-  const std::size_t per = shape[0] ? x.size() / shape[0] : 0;
-  shape[0] = end - begin;
-  Tensor out = Tensor::from_shape(shape);
-  std::copy(x.data() + begin * per, x.data() + end * per, out.data());
-  return out;
-}
-
-}  // namespace
 
 void TrainLoop::next_batch(Tensor& x0, Condition& c) {
   const std::size_t batch = static_cast<std::size_t>(ex_.train.batch_size), k = batches_per_plan_;

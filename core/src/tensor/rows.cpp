@@ -22,6 +22,11 @@ Tensor row_range(const Tensor& t, std::size_t begin, std::size_t end) {
   return r;
 }
 
+Tensor first_rows(const Tensor& t, std::size_t n) {
+  if (t.dimension() == 0) throw Error("first_rows: a scalar has no rows");
+  return n >= t.shape()[0] ? t : row_range(t, 0, n);
+}
+
 void set_row_range(Tensor& into, std::size_t begin, const Tensor& rows) {
   bool fits = into.dimension() > 0 && rows.dimension() == into.dimension() &&
               begin + rows.shape()[0] <= into.shape()[0];

@@ -81,4 +81,13 @@ class Metric {
   }
 };
 
+/// A metric of samples as the run computes it: compute_labelled with both sides' labels when the
+/// metric reads them, compute_value otherwise (the labels are then not read).
+MetricValue score_samples(const Metric& metric, const Tensor& samples, const std::vector<int>& sample_labels,
+                          const Tensor& reference, const std::vector<int>& reference_labels, Rng& rng);
+
+/// The stream a metric of a sampler's samples draws from on repeat r (docs/architecture.md,
+/// Randomness): "metric:<sampler>:<metric>", with ":<r>" appended for r > 0.
+Rng metric_stream(const Rng& master, const std::string& sampler, const std::string& metric, std::size_t repeat = 0);
+
 }  // namespace diffusion

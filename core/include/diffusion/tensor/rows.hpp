@@ -15,4 +15,7 @@ Tensor row_range(const Tensor& t, std::size_t begin, std::size_t end);
 /// mismatch.
 void set_row_range(Tensor& into, std::size_t begin, const Tensor& rows);
 
+/// The first min(n, N) rows of t (shape (N, ...)): t itself when n >= N, else a copy.
+Tensor first_rows(const Tensor& t, std::size_t n);
+
 }  // namespace diffusion
