@@ -4,16 +4,20 @@ what `runexp EXPERIMENT.yaml` trains and samples, and write the samples for buil
 which scores them with the run's own metrics and reference.
 
     train_images_torch.py EXPERIMENT.yaml --seed S --out SAMPLES.h5 [--threads 2] [--steps N] [--n N]
+                          [--weights RESULTS.h5]
 
 --steps overrides train.steps (the cosine schedule then ends there, as `runexp ... train.steps=N`;
 a warm-up longer than a short smoke run is cut to steps - 1, which runexp refuses), --n the first
-sampler's n. Score the output against a results file of the same experiment:
+sampler's n. --weights skips the training and samples the EMA weights (`ema/`, or `model/` without
+an EMA) of a runexp results file of the same experiment: sampling in PyTorch what runexp trained
+tells a gap in training from one in sampling. Score the output against a results file of the same experiment:
 
     build/bin/score_samples results/X.h5 SAMPLES.h5
 
 SAMPLES.h5: `images` (n, C, H, W) float32 in data coordinates (pixels in [-1, 1], as runexp's
 /samples/<s>/x), `labels` (n) int64 when the samples ask for classes; attributes train_seconds,
-sample_seconds, steps, seed, torch, threads, experiment, sampler, final_loss, config (the YAML read).
+sample_seconds, steps, seed, torch, threads, experiment, sampler, final_loss, config (the YAML read),
+weights (the --weights file, or empty).
 
 What it mirrors (our file in brackets):
   network    plugins/unet and plugins/dit through tools/baselines/unet_reference.py and
@@ -363,6 +367,29 @@ def ddim_sample(net, x, labels, grid, abar, clip, eta, w, gen):
     return x
 
 
+def runexp_weights(path, named):
+    """The EMA weights (else the model's) of a runexp results file, under the mirror's names.
+
+    The file names each parameter by its module path, which may carry a prefix (the denoiser's
+    `net.`); a mirror parameter takes the one file entry that is its name or ends in `.name`."""
+    with h5py.File(path, "r") as f:
+        group = "ema" if "ema" in f else "model"
+        if group not in f:
+            fail(f"{path}: no /ema or /model group (a runexp results file after training?)")
+        stored = {k: np.asarray(v) for k, v in f[group].items()}
+    out = {}
+    for name, p in named:
+        hits = [k for k in stored if k == name or k.endswith("." + name)]
+        if len(hits) != 1:
+            fail(f"{path}: /{group} has {len(hits)} entries for parameter {name} (expected one)")
+        v = stored[hits[0]]
+        if v.size != p.numel():
+            fail(f"{path}: /{group}/{hits[0]} has {v.size} values, the network's {name} {p.numel()}")
+        out[name] = torch.from_numpy(v.astype(np.float32)).reshape(p.shape)
+    print(f"sampling the /{group} weights of {path} ({len(out)} parameters); no training")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("experiment")
@@ -371,6 +398,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, help="override train.steps (smoke runs)")
     ap.add_argument("--n", type=int, help="override the first sampler's n")
+    ap.add_argument("--weights", help="sample the EMA (or model) weights of this runexp results file; no training")
     a = ap.parse_args()
     set_threads(a.threads)
     with open(a.experiment) as f:
@@ -431,6 +459,8 @@ def main():
     opt, base_lr = make_optimizer(train, params)
     lr_at = lr_schedule(train, base_lr, steps)
     ema = {k: p.detach().clone() for k, p in named} if ema_decay > 0 else None
+    if a.weights:  # sample runexp's trained network instead of training one
+        ema, steps = runexp_weights(a.weights, named), 0
     stream = EpochStream(x_train, y_train, gens["data"], bool(data.get("flip", False)))
 
     log_every, window, final_loss = max(1, steps // 10), [], float("nan")
@@ -478,7 +508,7 @@ def main():
         labels = torch.full((n,), int(labels_opt), dtype=torch.long)
     if guidance and not net.classes:
         fail("classifier-free guidance needs a class-conditional network")
-    use_ema = ema is not None and sampler.get("use_ema", True)
+    use_ema = ema is not None and (bool(a.weights) or sampler.get("use_ema", True))
     sample_net = net.with_weights(ema) if use_ema else net
     grid = ddim_grid(sampler, T)
     chunk = int(sampler.get("batch", 0)) or 500  # rows per pass; each row's sample is the same either way
@@ -497,7 +527,8 @@ def main():
             f["labels"] = labels.numpy().astype(np.int64)
         attrs = dict(train_seconds=train_seconds, sample_seconds=sample_seconds, steps=steps, seed=a.seed,
                      torch=str(torch.__version__), threads=a.threads, experiment=str(cfg.get("name", a.experiment)),
-                     sampler=str(sampler.get("name", "ddim")), final_loss=final_loss, config=text)
+                     sampler=str(sampler.get("name", "ddim")), final_loss=final_loss, config=text,
+                     weights=a.weights or "")
         for key, value in attrs.items():
             f.attrs[key] = value
     print(f"wrote {a.out}: images {tuple(images.shape)}{', labels' if ask_labels else ''}")
