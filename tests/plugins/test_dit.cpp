@@ -3,7 +3,9 @@
 // fixed 2-D sin-cos position embedding against its closed form; gradients with respect to the
 // input and every parameter against finite differences; the null label of dropped conditions
 // and labels out of range; the forward pass against PyTorch's on the same weights
-// (tests/data/dit_reference.h5, written by tools/baselines/dit_reference.py); the configuration
+// (tests/data/dit_reference.h5, written by tools/baselines/dit_reference.py); the loss and every
+// parameter's gradient against torch's autograd at the 28x28 experiment's 49 tokens
+// (tests/data/dit_reference_grad.h5, written by dit_reference.py --grad); the configuration
 // errors (a patch that does not divide the image, heads not dividing hidden, points instead of
 // images); and one small run of runexp on the 8x8 digits.
 #include <catch2/catch.hpp>
@@ -14,6 +16,8 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
+#include <string>
 
 #include <xtensor/xview.hpp>
 
@@ -237,36 +241,88 @@ TEST_CASE("dit: dropped conditions use the null label and labels out of range ar
   CHECK_THROWS_WITH(net->forward(Var(x), t, Condition()), Contains("without labels"));
 }
 
-TEST_CASE("dit: forward pass matches the PyTorch reference", "[network][dit]") {
-  H5::H5File file(std::string(DIFFUSION_SOURCE_DIR) + "/tests/data/dit_reference.h5", H5F_ACC_RDONLY);
-  const H5::Group root = file.openGroup("/"), config = file.openGroup("/config");
+namespace {
+
+/// A reference file of tools/baselines/dit_reference.py: its network (with its weights), inputs
+/// and torch's output.
+struct DitReference {
+  std::shared_ptr<Network> net;
+  Tensor x, t, expected;
+  Condition c;
+  H5::H5File file;
+};
+
+DitReference load_dit_reference(const std::string& name) {
+  DitReference r;
+  r.file = H5::H5File(std::string(DIFFUSION_SOURCE_DIR) + "/tests/data/" + name, H5F_ACC_RDONLY);
+  const H5::Group root = r.file.openGroup("/"), config = r.file.openGroup("/config");
   const auto attr = [&](const char* key) { return read_int_attribute(config, key); };
   const std::string yaml = "{type: dit, hidden: " + std::to_string(attr("hidden")) + ", depth: " + std::to_string(attr("depth")) +
                            ", heads: " + std::to_string(attr("heads")) + ", patch: " + std::to_string(attr("patch")) +
                            ", mlp_ratio: " + std::to_string(read_double_attribute(config, "mlp_ratio")) +
                            ", frequency_dim: " + std::to_string(attr("frequency_dim")) + ", class_conditional: true}";
   const Shape image{std::size_t(attr("channels")), std::size_t(attr("height")), std::size_t(attr("width"))};
-  auto net = make_dit(yaml, image, int(attr("num_classes")));
+  r.net = make_dit(yaml, image, int(attr("num_classes")));
   // The fixed position embedding is loaded with the weights: check ours against torch's first.
-  const Tensor our_pos = net->named_buffers().at(0).second.value();
-  net->load(file.openGroup("/weights"), /*strict=*/true);
-  CHECK(max_abs(our_pos - net->named_buffers().at(0).second.value()) < 1e-6f);
-  REQUIRE(max_abs(param(*net, "final.linear.weight").value()) > 0.1f);  // the reference is not the zero init
+  const Tensor our_pos = r.net->named_buffers().at(0).second.value();
+  r.net->load(r.file.openGroup("/weights"), /*strict=*/true);
+  CHECK(max_abs(our_pos - r.net->named_buffers().at(0).second.value()) < 1e-6f);
+  REQUIRE(max_abs(param(*r.net, "final.linear.weight").value()) > 0.1f);  // the reference is not the zero init
 
-  const Tensor x = read_tensor(root, "input/x"), t = read_tensor(root, "input/t"), expected = read_tensor(root, "output");
+  r.x = read_tensor(root, "input/x");
+  r.t = read_tensor(root, "input/t");
+  r.expected = read_tensor(root, "output");
   const Tensor labels = read_tensor(root, "input/labels"), mask = read_tensor(root, "input/null_mask");
   std::vector<int> l(labels.size());
   std::vector<std::uint8_t> m(mask.size());
   for (std::size_t i = 0; i < l.size(); ++i) l[i] = int(labels(i)), m[i] = std::uint8_t(mask(i));
-  Condition c = Condition::from_labels(l);
-  c.set_null_mask(m);
+  r.c = Condition::from_labels(l);
+  r.c.set_null_mask(m);
   REQUIRE(std::count(m.begin(), m.end(), 1) > 0);
-  const Tensor y = net->forward(Var(x), t, c).value();
-  REQUIRE(shape_of(y) == shape_of(expected));
-  const double scale = max_abs(expected), relative = max_abs(y - expected) / scale;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("dit: forward pass matches the PyTorch reference", "[network][dit]") {
+  const DitReference r = load_dit_reference("dit_reference.h5");
+  const Tensor y = r.net->forward(Var(r.x), r.t, r.c).value();
+  REQUIRE(shape_of(y) == shape_of(r.expected));
+  const double scale = max_abs(r.expected), relative = max_abs(y - r.expected) / scale;
   REQUIRE(scale > 1.0);
   CAPTURE(scale, relative);
   CHECK(relative < 1e-4);
+}
+
+TEST_CASE("dit: training gradients at the 28x28 experiment's token count match PyTorch's", "[network][dit]") {
+  // The finite-difference checks run on 4x4 images; this one runs the backward pass at the
+  // Fashion-MNIST experiment's geometry (49 tokens of patch 4, 4 heads) against torch's autograd
+  // in float64 (tests/data/dit_reference_grad.h5, dit_reference.py --grad): the loss
+  // mean((F(x, t, c) - target)^2) and every parameter's gradient.
+  const DitReference r = load_dit_reference("dit_reference_grad.h5");
+  const H5::Group root = r.file.openGroup("/");
+  for (auto [name, p] : r.net->named_parameters()) p.zero_grad();  // Var is a handle: the copy zeroes the parameter
+  const Var loss = mse_loss(r.net->forward(Var(r.x), r.t, r.c), Var(read_tensor(root, "input/target")));
+  const double expected_loss = read_tensor(root, "loss")(0);
+  CHECK(std::abs(double(loss.item()) - expected_loss) < 1e-5 * expected_loss);
+  loss.backward();
+  const H5::Group grads = r.file.openGroup("/grads");
+  double largest = 0.0;
+  for (const auto& [name, p] : r.net->named_parameters()) largest = std::max(largest, double(max_abs(read_tensor(grads, name))));
+  REQUIRE(largest > 1e-3);
+  std::size_t checked = 0;
+  for (const auto& [name, p] : r.net->named_parameters()) {
+    const Tensor expected = read_tensor(grads, name);
+    REQUIRE(shape_of(expected) == shape_of(p.grad()));
+    // The key projections' bias has no gradient in exact arithmetic (softmax ignores a shift
+    // shared by a query's logits): it is held to the largest gradient's scale.
+    const double scale = std::max(double(max_abs(expected)), 1e-3 * largest), error = max_abs(p.grad() - expected);
+    CAPTURE(name, scale, error);
+    CHECK(error < 1e-3 * scale);
+    ++checked;
+  }
+  CHECK(checked == r.net->named_parameters().size());
+  CHECK(checked > 30);
 }
 
 TEST_CASE("dit: configuration errors name the key before training", "[network][dit][config]") {

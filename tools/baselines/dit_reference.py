@@ -16,6 +16,16 @@ and labels (some rows with the null label), and writes
 
 Run with Debian's python (torch is not in CI; the .h5 file is committed):
   /usr/bin/python3 tools/baselines/dit_reference.py tests/data/dit_reference.h5
+
+With --grad it writes the gradients of a training loss instead, at the Fashion-MNIST experiment's
+geometry (28x28, patch 4: 49 tokens, 4 heads) with a narrower network (GRAD_CONFIG), for the
+backward pass at the token count the experiment trains with; besides the above:
+
+  /input/target      (N, C, H, W)      the regression target (the noise, in training)
+  /loss              (1) mean((output - target)^2), float64
+  /grads/<name>      d loss / d parameter, every trainable parameter, float64 rounded
+
+  /usr/bin/python3 tools/baselines/dit_reference.py --grad tests/data/dit_reference_grad.h5
 """
 import math
 import sys
@@ -29,6 +39,9 @@ CONFIG = dict(channels=1, height=8, width=4, hidden=16, depth=2, heads=2, patch=
               frequency_dim=32, num_classes=10)
 BATCH = 5
 SEED = 2023
+GRAD_CONFIG = dict(channels=1, height=28, width=28, hidden=32, depth=2, heads=4, patch=4, mlp_ratio=4.0,
+                   frequency_dim=64, num_classes=10)
+GRAD_BATCH = 6
 
 
 def sincos_position_embedding_2d(dim, grid_h, grid_w):
@@ -136,26 +149,29 @@ class DiT(nn.Module):
         return self.unpatchify(self.final(tokens, silu_c))
 
 
-def main(path):
+def main(path, grad=False):
     torch.manual_seed(SEED)
-    net = DiT(**CONFIG).double()
+    c, batch = (GRAD_CONFIG, GRAD_BATCH) if grad else (CONFIG, BATCH)
+    net = DiT(**c).double()
     with torch.no_grad():
         for name, p in net.named_parameters():
             # Every weight random and O(1 / sqrt(fan_in)), adaLN-Zero and final layers included.
             fan_in = p.shape[1] if p.dim() == 2 else (p[0].numel() if p.dim() > 2 else p.shape[0])
             p.copy_(torch.randn_like(p) * (0.5 if name == "class_embed" else 1.0 / math.sqrt(fan_in)))
-    c = CONFIG
-    x = torch.randn(BATCH, c["channels"], c["height"], c["width"], dtype=torch.float64)
-    t = torch.rand(BATCH, dtype=torch.float64) * 999.0
-    labels = torch.randint(0, c["num_classes"], (BATCH,))
-    null_mask = torch.tensor([0, 1, 0, 0, 1], dtype=torch.uint8)
+    x = torch.randn(batch, c["channels"], c["height"], c["width"], dtype=torch.float64)
+    t = torch.rand(batch, dtype=torch.float64) * 999.0
+    labels = torch.randint(0, c["num_classes"], (batch,))
+    null_mask = torch.tensor([0, 1, 0, 0, 1, 0][:batch], dtype=torch.uint8)
+    target = torch.randn(x.shape, dtype=torch.float64).float().double()
     # The C++ network is float32: round the weights and inputs first, compute in float64.
     with torch.no_grad():
         for p in list(net.parameters()) + list(net.buffers()):
             p.copy_(p.float().double())
     x, t = x.float().double(), t.float().double()
-    with torch.no_grad():
-        out = net(x, t, labels, null_mask)
+    out = net(x, t, labels, null_mask)
+    loss = ((out - target) ** 2).mean()
+    loss.backward()
+    out = out.detach()
 
     with h5py.File(path, "w") as f:
         g = f.create_group("config")
@@ -172,9 +188,18 @@ def main(path):
         f["input/labels"] = labels.numpy().astype(np.int32)
         f["input/null_mask"] = null_mask.numpy()
         f["output"] = out.float().numpy()
+        if grad:
+            f["input/target"] = target.float().numpy()
+            f["loss"] = np.array([loss.item()])
+            g = f.create_group("grads")
+            for name, p in net.named_parameters():
+                v = p.grad.float().numpy()
+                g.create_dataset(name, data=v.reshape(v.shape[0], -1) if name == "patch_embed.weight" else v)
     print(f"wrote {path}: output max |y| {out.abs().max().item():.4f}, "
           f"{sum(p.numel() for p in net.parameters())} parameters")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/data/dit_reference.h5")
+    args = [a for a in sys.argv[1:] if a != "--grad"]
+    grad = "--grad" in sys.argv[1:]
+    main(args[0] if args else "tests/data/dit_reference_grad.h5" if grad else "tests/data/dit_reference.h5", grad)
