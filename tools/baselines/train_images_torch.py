@@ -10,14 +10,16 @@ which scores them with the run's own metrics and reference.
 a warm-up longer than a short smoke run is cut to steps - 1, which runexp refuses), --n the first
 sampler's n. --weights skips the training and samples the EMA weights (`ema/`, or `model/` without
 an EMA) of a runexp results file of the same experiment: sampling in PyTorch what runexp trained
-tells a gap in training from one in sampling. Score the output against a results file of the same experiment:
+tells a gap in training from one in sampling. Score the output against a results file of the same
+experiment:
 
     build/bin/score_samples results/X.h5 SAMPLES.h5
 
 SAMPLES.h5: `images` (n, C, H, W) float32 in data coordinates (pixels in [-1, 1], as runexp's
 /samples/<s>/x), `labels` (n) int64 when the samples ask for classes; attributes train_seconds,
 sample_seconds, steps, seed, torch, threads, experiment, sampler, final_loss, config (the YAML read),
-weights (the --weights file, or empty).
+weights (the --weights file, or empty); after training also `model/<name>` and `ema/<name>`, the
+trained weights under the mirror's parameter names (so --weights and other scripts can read them).
 
 What it mirrors (our file in brackets):
   network    plugins/unet and plugins/dit through tools/baselines/unet_reference.py and
@@ -368,7 +370,8 @@ def ddim_sample(net, x, labels, grid, abar, clip, eta, w, gen):
 
 
 def runexp_weights(path, named):
-    """The EMA weights (else the model's) of a runexp results file, under the mirror's names.
+    """The EMA weights (else the model's) of a runexp results file (or of this script's output),
+    under the mirror's names.
 
     The file names each parameter by its module path, which may carry a prefix (the denoiser's
     `net.`); a mirror parameter takes the one file entry that is its name or ends in `.name`."""
@@ -386,7 +389,6 @@ def runexp_weights(path, named):
         if v.size != p.numel():
             fail(f"{path}: /{group}/{hits[0]} has {v.size} values, the network's {name} {p.numel()}")
         out[name] = torch.from_numpy(v.astype(np.float32)).reshape(p.shape)
-    print(f"sampling the /{group} weights of {path} ({len(out)} parameters); no training")
     return out
 
 
@@ -461,6 +463,7 @@ def main():
     ema = {k: p.detach().clone() for k, p in named} if ema_decay > 0 else None
     if a.weights:  # sample runexp's trained network instead of training one
         ema, steps = runexp_weights(a.weights, named), 0
+        print(f"sampling the weights of {a.weights}; no training")
     stream = EpochStream(x_train, y_train, gens["data"], bool(data.get("flip", False)))
 
     log_every, window, final_loss = max(1, steps // 10), [], float("nan")
@@ -531,6 +534,11 @@ def main():
                      weights=a.weights or "")
         for key, value in attrs.items():
             f.attrs[key] = value
+        if steps > 0:  # the trained weights under the mirror's names, readable by --weights
+            for name, p in named:
+                f[f"model/{name}"] = p.detach().numpy().astype(np.float32)
+                if ema is not None:
+                    f[f"ema/{name}"] = ema[name].numpy().astype(np.float32)
     print(f"wrote {a.out}: images {tuple(images.shape)}{', labels' if ask_labels else ''}")
 
 
